@@ -1,0 +1,472 @@
+"""The symbolic tokenizer: flows <-> sentences of symbols (a start symbol, then one per column).
+
+Two modes:
+- `paper` reproduces the study: 49 intervals from percentiles of all numeric
+  columns pooled together, one alphabet shared by every column, start symbol 0,
+  vocabulary 50.
+- `per_column` (default): each column has its own token range (so the sampler
+  can mask illegal tokens per position): quantile or equal-width bins for
+  numbers, exact tokens for categories (with an 'other' token), and special
+  tokens for NaN, +-Infinity and zero where the column has them.
+
+Decoding picks a value inside the symbol's bin, either from a small per-bin
+quantile sketch of the training values (not the values themselves) or the bin
+midpoint. Everything is vectorised numpy; state is saved as JSON, never pickle.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import math
+
+import numpy as np
+import pandas as pd
+
+from flowjax.schema import NUMERIC_KINDS, Schema
+
+START = 0
+SKETCH_POINTS = 9  # quantiles stored per bin: 0, 1/8, ..., 1
+_SPECIALS = ("nan", "posinf", "neginf", "zero")
+
+
+@dataclasses.dataclass
+class NumericCodec:
+    """Bins of one numeric column: token = offset + special index, or offset + n_special + bin."""
+
+    name: str
+    integer: bool
+    edges: np.ndarray  # float64[K + 1]; bin k = [e_k, e_k+1), the last bin closed
+    sketch: np.ndarray  # float64[K, SKETCH_POINTS] quantiles of the training values in each bin
+    specials: tuple[str, ...]  # subset of _SPECIALS, in that order
+    offset: int
+
+    @property
+    def size(self) -> int:
+        return len(self.specials) + len(self.edges) - 1
+
+    def encode(self, v: np.ndarray) -> np.ndarray:
+        k = len(self.edges) - 1
+        bins = np.searchsorted(self.edges[1:k], v, side="right")  # NaN sorts last; fixed below
+        tok = self.offset + len(self.specials) + np.clip(bins, 0, k - 1)
+        for i, special in enumerate(self.specials):
+            tok = np.where(_special_mask(special, v), self.offset + i, tok)
+        if "nan" not in self.specials and np.isnan(v).any():
+            raise ValueError(f"column {self.name!r}: NaN, and the tokenizer saw none when fitted")
+        return tok
+
+    def decode(self, tok: np.ndarray, u: np.ndarray, *, midpoint: bool) -> np.ndarray:
+        local = tok - self.offset - len(self.specials)
+        k = len(self.edges) - 1
+        b = np.clip(local, 0, k - 1)
+        lo, hi = self.edges[b], self.edges[b + 1]
+        if midpoint:
+            v = (lo + hi) / 2
+        else:  # piecewise-linear inverse CDF through the bin's sketch
+            pos = u * (SKETCH_POINTS - 1)
+            i = np.minimum(pos.astype(np.int64), SKETCH_POINTS - 2)
+            frac = pos - i
+            v = self.sketch[b, i] + (self.sketch[b, i + 1] - self.sketch[b, i]) * frac
+        # Keep float rounding from pushing a value over the bin's open upper edge.
+        v = np.clip(v, lo, np.where(b == k - 1, hi, np.maximum(np.nextafter(hi, -np.inf), lo)))
+        if self.integer:
+            top = np.where(b == k - 1, np.floor(hi), np.ceil(hi) - 1)
+            v = np.clip(np.round(v), np.ceil(lo), np.maximum(top, np.ceil(lo)))
+        if "zero" in self.specials:  # zero has its own token; edges are real non-zero values
+            v = np.where(v == 0, lo, v)
+        out = v.astype(np.float64)
+        specials = {"nan": np.nan, "posinf": np.inf, "neginf": -np.inf, "zero": 0.0}
+        for i, special in enumerate(self.specials):
+            out = np.where(tok == self.offset + i, specials[special], out)
+        return out
+
+    def to_dict(self) -> dict:
+        return {
+            "type": "numeric", "name": self.name, "integer": self.integer,
+            "edges": self.edges.tolist(), "sketch": self.sketch.tolist(),
+            "specials": list(self.specials), "offset": self.offset,
+        }  # fmt: skip
+
+
+@dataclasses.dataclass
+class CategoricalCodec:
+    """Exact tokens for the most frequent values, then 'other', then NaN if seen."""
+
+    name: str
+    values: list  # JSON scalars, most frequent first
+    numeric: bool  # values are numbers (ports, protocol numbers, flags)
+    other_sketch: np.ndarray | None  # quantiles of the numeric values lumped into 'other'
+    has_nan: bool
+    offset: int
+
+    @property
+    def size(self) -> int:
+        return len(self.values) + 1 + int(self.has_nan)
+
+    @property
+    def other(self) -> int:
+        return self.offset + len(self.values)
+
+    def _index(self, series: pd.Series) -> np.ndarray:
+        if self.numeric:
+            return pd.Index(np.asarray(self.values, np.float64)).get_indexer(
+                pd.to_numeric(series, errors="coerce").to_numpy(np.float64)
+            )
+        return pd.Index(self.values, dtype=object).get_indexer(series.astype(str).to_numpy())
+
+    def encode(self, series: pd.Series) -> np.ndarray:
+        idx = self._index(series)
+        tok = np.where(idx >= 0, self.offset + idx, self.other)
+        if self.has_nan:
+            tok = np.where(series.isna().to_numpy(), self.other + 1, tok)
+        return tok
+
+    def decode(self, tok: np.ndarray, u: np.ndarray, *, midpoint: bool) -> np.ndarray:
+        local = np.clip(tok - self.offset, 0, max(len(self.values) - 1, 0))
+        if self.numeric:
+            out = np.asarray(self.values, np.float64)[local] if self.values else np.zeros(len(tok))
+            if self.other_sketch is not None:  # sketch points are real tail values, never kept ones
+                n = len(self.other_sketch)
+                pick = (
+                    np.full(len(tok), n // 2)
+                    if midpoint
+                    else np.minimum((u * n).astype(int), n - 1)
+                )
+                out = np.where(tok == self.other, self.other_sketch[pick], out)
+            else:
+                out = np.where(tok == self.other, np.nan, out)
+            return np.where(tok == self.other + 1, np.nan, out) if self.has_nan else out
+        out = np.asarray(self.values, dtype=object)[local] if self.values else np.full(len(tok), "")
+        out = np.where(tok == self.other, "<other>", out)
+        return np.where(tok == self.other + 1, None, out) if self.has_nan else out
+
+    def to_dict(self) -> dict:
+        sketch = None if self.other_sketch is None else self.other_sketch.tolist()
+        return {
+            "type": "categorical", "name": self.name, "values": self.values,
+            "numeric": self.numeric, "other_sketch": sketch, "has_nan": self.has_nan,
+            "offset": self.offset,
+        }  # fmt: skip
+
+
+def _special_mask(special: str, v: np.ndarray) -> np.ndarray:
+    return {"nan": np.isnan, "posinf": np.isposinf, "neginf": np.isneginf,
+            "zero": lambda x: x == 0}[special](v)  # fmt: skip
+
+
+def _bin_sketch(values: np.ndarray, edges: np.ndarray) -> np.ndarray:
+    """Per-bin quantile sketch, vectorised: sorted values fall into bins as contiguous runs."""
+    k = len(edges) - 1
+    q = np.linspace(0.0, 1.0, SKETCH_POINTS)
+    top = np.where(np.arange(k) == k - 1, edges[1:], np.nextafter(edges[1:], -np.inf))
+    # Bins no training value fell in are spread over the bin itself.
+    sketch = edges[:-1, None] + q[None, :] * (np.maximum(top, edges[:-1]) - edges[:-1])[:, None]
+    if values.size == 0:
+        return sketch
+    values = np.sort(values)
+    bins = np.clip(np.searchsorted(edges[1:k], values, side="right"), 0, k - 1)
+    starts = np.searchsorted(bins, np.arange(k), side="left")
+    counts = np.searchsorted(bins, np.arange(k), side="right") - starts
+    pos = starts[:, None] + q[None, :] * np.maximum(counts - 1, 0)[:, None]
+    lo = np.floor(pos).astype(np.int64).clip(0, values.size - 1)
+    hi = np.minimum(lo + 1, (starts + counts - 1)[:, None]).clip(0, values.size - 1)
+    frac = pos - np.floor(pos)
+    filled = values[lo] + (values[hi] - values[lo]) * frac
+    return np.where((counts > 0)[:, None], filled, sketch)
+
+
+def _edges(values: np.ndarray, n_bins: int, binning: str) -> np.ndarray:
+    """Bin edges for one column (or the pooled values in paper mode); at least one bin."""
+    if values.size == 0:
+        return np.array([0.0, 0.0])
+    lo, hi = float(values.min()), float(values.max())
+    distinct = np.unique(values)
+    if binning == "quantile" and distinct.size <= n_bins:  # few values: one bin per value
+        return np.append(distinct, distinct[-1]).astype(np.float64)
+    if binning == "quantile":
+        edges = np.unique(
+            np.quantile(values, np.linspace(0.0, 1.0, n_bins + 1), method="inverted_cdf")
+        )
+    elif binning == "equal_width":
+        edges = np.linspace(lo, hi, n_bins + 1)
+    else:
+        raise ValueError(f"binning must be 'quantile' or 'equal_width', got {binning!r}")
+    return edges if edges.size >= 2 else np.array([lo, hi])
+
+
+def _paper_edges(values: np.ndarray, n_bins: int) -> np.ndarray:
+    """The study's edges: n_bins + 1 percentiles of the pooled values, ties kept."""
+    return np.percentile(values, np.linspace(0.0, 100.0, n_bins + 1)).astype(np.float64)
+
+
+class FlowTokenizer:
+    """Turns flow tables into int32 sentences `[start, s_1, ..., s_F]` and back.
+
+    Args:
+      mode: 'per_column' (default) or 'paper'.
+      n_bins: intervals per numeric column (paper: 49, shared).
+      binning: 'quantile' (default) or 'equal_width' (the paper's Algorithm 1); per_column only.
+      max_categories: exact tokens kept per categorical column; the rest share 'other'.
+      label_first: put the label column first in the sentence so generation can
+        be conditioned on the class.
+      include_label: paper mode only: append the label as exact tokens after the
+        shared alphabet (the study modelled numeric columns only).
+      decode_values: 'sketch' (a draw inside the bin from the training values'
+        quantiles) or 'midpoint'.
+    """
+
+    def __init__(
+        self,
+        *,
+        mode: str = "per_column",
+        n_bins: int = 49,
+        binning: str = "quantile",
+        max_categories: int = 64,
+        label_first: bool = True,
+        include_label: bool = False,
+        decode_values: str = "sketch",
+    ):
+        if mode not in ("per_column", "paper"):
+            raise ValueError(f"mode must be 'per_column' or 'paper', got {mode!r}")
+        if decode_values not in ("sketch", "midpoint"):
+            raise ValueError(f"decode_values must be 'sketch' or 'midpoint', got {decode_values!r}")
+        if n_bins < 1 or max_categories < 1:
+            raise ValueError("n_bins and max_categories must be >= 1")
+        self.mode, self.n_bins, self.binning = mode, n_bins, binning
+        self.max_categories, self.label_first = max_categories, label_first
+        self.include_label, self.decode_values = include_label, decode_values
+        self.codecs: list[NumericCodec | CategoricalCodec] = []
+        self.schema: Schema | None = None
+
+    # ----------------------------------------------------------------- fitting
+
+    def _sentence_columns(self, schema: Schema) -> list[str]:
+        cols = list(schema.sentence_columns)
+        if self.mode == "paper":
+            cols = [c for c in cols if schema.kind(c) in NUMERIC_KINDS]
+            if self.include_label and schema.label in schema.sentence_columns:
+                cols.append(schema.label)
+        if self.label_first and schema.label in cols:
+            cols.remove(schema.label)
+            cols.insert(0, schema.label)
+        return cols
+
+    def fit(self, frame: pd.DataFrame, schema: Schema) -> FlowTokenizer:
+        """Fits bins and category tables on a training table; returns self."""
+        columns = self._sentence_columns(schema)
+        missing = [c for c in columns if c not in frame.columns]
+        if missing:
+            raise ValueError(f"columns {missing} of the schema are not in the table")
+        if not columns:
+            raise ValueError("the schema leaves no column in the sentence")
+        self.schema = schema
+        numeric_paper = self.mode == "paper"
+        shared = None
+        if numeric_paper:
+            cols = [c for c in columns if schema.kind(c) in NUMERIC_KINDS]
+            pooled = frame[cols].to_numpy(np.float64).ravel()
+            _check_finite_for_paper(frame, cols)
+            shared = _paper_edges(pooled, self.n_bins)
+        offset = 1 + (self.n_bins if numeric_paper else 0)
+        self.codecs = []
+        for col in columns:
+            numeric = schema.kind(col) in NUMERIC_KINDS
+            if numeric and numeric_paper:
+                v = frame[col].to_numpy(np.float64)
+                codec = NumericCodec(col, schema.kind(col) == "integer", shared,
+                                     _bin_sketch(v, shared), (), 1)  # fmt: skip
+            elif numeric:
+                codec = self._fit_numeric(col, frame[col].to_numpy(np.float64), schema, offset)
+            else:
+                codec = self._fit_categorical(col, frame[col], schema, offset)
+            if not (numeric and numeric_paper):
+                offset += codec.size
+            self.codecs.append(codec)
+        return self
+
+    def _fit_numeric(self, col: str, v: np.ndarray, schema: Schema, offset: int) -> NumericCodec:
+        specials = tuple(s for s in _SPECIALS if _special_mask(s, v).any())
+        body = v[np.isfinite(v) & ((v != 0) if "zero" in specials else True)]
+        edges = _edges(body, self.n_bins, self.binning)
+        return NumericCodec(col, schema.kind(col) == "integer", edges, _bin_sketch(body, edges),
+                            specials, offset)  # fmt: skip
+
+    def _fit_categorical(
+        self, col: str, series: pd.Series, schema: Schema, offset: int
+    ) -> CategoricalCodec:
+        numeric = pd.api.types.is_numeric_dtype(series)
+        counts = series.dropna().value_counts(sort=True)
+        limit = len(counts) if col == schema.label else self.max_categories
+        kept, rest = counts.index[:limit], counts.index[limit:]
+        values = [_json_scalar(x, numeric) for x in kept]
+        sketch = None
+        if numeric and len(rest):
+            tail = series[series.isin(rest)].to_numpy(np.float64)
+            sketch = np.quantile(tail, np.linspace(0, 1, 17), method="inverted_cdf")
+        return CategoricalCodec(col, values, numeric, sketch, bool(series.isna().any()), offset)
+
+    # ---------------------------------------------------------------- encoding
+
+    @property
+    def columns(self) -> tuple[str, ...]:
+        return tuple(c.name for c in self.codecs)
+
+    @property
+    def seq_len(self) -> int:
+        return 1 + len(self.codecs)
+
+    @property
+    def vocab_size(self) -> int:
+        self._check_fitted()
+        if self.mode == "paper" and all(isinstance(c, NumericCodec) for c in self.codecs):
+            return 1 + self.n_bins
+        return max(c.offset + c.size for c in self.codecs)
+
+    def _check_fitted(self):
+        if not self.codecs:
+            raise ValueError("the tokenizer is not fitted; call fit() or from_json() first")
+
+    def encode(self, frame: pd.DataFrame) -> np.ndarray:
+        """Encodes a table into sentences int32[N, 1 + F] (column 0 is the start symbol)."""
+        self._check_fitted()
+        missing = [c for c in self.columns if c not in frame.columns]
+        if missing:
+            raise ValueError(f"the table lacks columns {missing} that the tokenizer was fitted on")
+        out = np.empty((len(frame), self.seq_len), dtype=np.int32)
+        out[:, 0] = START
+        for j, codec in enumerate(self.codecs):
+            if isinstance(codec, NumericCodec):
+                v = pd.to_numeric(frame[codec.name], errors="coerce").to_numpy(np.float64)
+                if self.mode == "paper" and not np.isfinite(v).all():
+                    _check_finite_for_paper(frame, [codec.name])
+                out[:, j + 1] = codec.encode(v)
+            else:
+                out[:, j + 1] = codec.encode(frame[codec.name])
+        return out
+
+    def decode(
+        self, tokens: np.ndarray, *, seed: int = 0, decode_values: str | None = None
+    ) -> pd.DataFrame:
+        """Decodes sentences int32[N, 1 + F] (or [N, F] without the start symbol) into a table.
+
+        Categoricals come back exactly, integer columns as integers, numbers inside
+        their bin (drawn from the bin's sketch with `seed`, or the midpoint).
+        """
+        self._check_fitted()
+        tokens = np.asarray(tokens)
+        if tokens.ndim != 2 or tokens.shape[1] not in (self.seq_len, self.seq_len - 1):
+            raise ValueError(f"tokens must be [N, {self.seq_len}] or [N, {self.seq_len - 1}], "
+                             f"got shape {tokens.shape}")  # fmt: skip
+        body = tokens[:, 1:] if tokens.shape[1] == self.seq_len else tokens
+        legal = self.legal_mask()
+        cols = np.arange(1, self.seq_len)[None, :]
+        if not legal[cols, body].all():
+            bad_row, bad_col = np.argwhere(~legal[cols, body])[0]
+            raise ValueError(f"token {body[bad_row, bad_col]} at row {bad_row} is not legal "
+                             f"for column {self.columns[bad_col]!r}")  # fmt: skip
+        midpoint = (decode_values or self.decode_values) == "midpoint"
+        rng = np.random.default_rng(seed)
+        u = rng.random(body.shape)
+        data = {}
+        for j, codec in enumerate(self.codecs):
+            values = codec.decode(body[:, j].astype(np.int64), u[:, j], midpoint=midpoint)
+            data[codec.name] = _to_column(codec, values)
+        return pd.DataFrame(data)
+
+    # ------------------------------------------------------- masks, conditions
+
+    def legal_mask(self) -> np.ndarray:
+        """bool[1 + F, V]: row 0 allows only the start symbol, row j the tokens of column j - 1."""
+        self._check_fitted()
+        mask = np.zeros((self.seq_len, self.vocab_size), dtype=bool)
+        mask[0, START] = True
+        for j, codec in enumerate(self.codecs):
+            mask[j + 1, codec.offset : codec.offset + codec.size] = True
+        return mask
+
+    def condition_tokens(self, conditions: dict) -> np.ndarray:
+        """int32[1 + F]: the token each conditioned column must take, -1 where free."""
+        self._check_fitted()
+        out = np.full(self.seq_len, -1, dtype=np.int32)
+        out[0] = START
+        for col, value in conditions.items():
+            if col not in self.columns:
+                raise ValueError(f"cannot condition on {col!r}: not a sentence column "
+                                 f"{list(self.columns)}")  # fmt: skip
+            j = self.columns.index(col)
+            codec = self.codecs[j]
+            if isinstance(codec, CategoricalCodec):
+                tok = int(codec.encode(pd.Series([value]))[0])
+                if tok == codec.other and _json_scalar(value, codec.numeric) not in codec.values:
+                    known = codec.values[:20]
+                    raise ValueError(f"{col}={value!r} was never seen in training; known: {known}")
+            else:
+                tok = int(codec.encode(np.asarray([float(value)]))[0])
+            out[j + 1] = tok
+        return out
+
+    # ------------------------------------------------------------ persistence
+
+    def to_json(self) -> str:
+        """Serialises the fitted tokenizer (and its schema) to JSON."""
+        self._check_fitted()
+        return json.dumps(
+            {
+                "mode": self.mode, "n_bins": self.n_bins, "binning": self.binning,
+                "max_categories": self.max_categories, "label_first": self.label_first,
+                "include_label": self.include_label, "decode_values": self.decode_values,
+                "schema": self.schema.to_dict() if self.schema else None,
+                "codecs": [c.to_dict() for c in self.codecs],
+            },
+            allow_nan=False,
+        )  # fmt: skip
+
+    @classmethod
+    def from_json(cls, text: str) -> FlowTokenizer:
+        """Restores a tokenizer saved by `to_json`."""
+        d = json.loads(text)
+        tok = cls(mode=d["mode"], n_bins=d["n_bins"], binning=d["binning"],
+                  max_categories=d["max_categories"], label_first=d["label_first"],
+                  include_label=d["include_label"], decode_values=d["decode_values"])  # fmt: skip
+        tok.schema = Schema.from_dict(d["schema"]) if d["schema"] else None
+        for c in d["codecs"]:
+            if c["type"] == "numeric":
+                tok.codecs.append(NumericCodec(c["name"], c["integer"], np.asarray(c["edges"]),
+                                               np.asarray(c["sketch"]).reshape(-1, SKETCH_POINTS),
+                                               tuple(c["specials"]), c["offset"]))  # fmt: skip
+            else:
+                sketch = None if c["other_sketch"] is None else np.asarray(c["other_sketch"])
+                tok.codecs.append(CategoricalCodec(c["name"], c["values"], c["numeric"], sketch,
+                                                   c["has_nan"], c["offset"]))  # fmt: skip
+        return tok
+
+
+def _check_finite_for_paper(frame: pd.DataFrame, cols: list[str]) -> None:
+    for col in cols:
+        v = frame[col].to_numpy(np.float64)
+        bad = ~np.isfinite(v)
+        if bad.any():
+            raise ValueError(
+                f"paper mode has no symbol for NaN/Infinity: column {col!r}, row "
+                f"{int(np.flatnonzero(bad)[0])}; load with BadValuePolicy(nonfinite='drop'/'clip')"
+            )
+
+
+def _json_scalar(x, numeric: bool):
+    if not numeric:
+        return str(x)
+    x = float(x)
+    return int(x) if x.is_integer() and math.isfinite(x) else x
+
+
+def _to_column(codec, values: np.ndarray):
+    """Gives decoded values the dtype their column should have."""
+    if isinstance(codec, NumericCodec):
+        if codec.integer and not np.isnan(values).any():
+            return values.astype(np.int64)
+        return values
+    if codec.numeric:
+        if not np.isnan(values).any() and all(isinstance(v, int) for v in codec.values):
+            return values.astype(np.int64)
+        return values
+    return values.astype(object)

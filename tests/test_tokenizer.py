@@ -1,0 +1,142 @@
+"""Tokenizer: round trips, the paper's pooled alphabet, JSON persistence, unseen values."""
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from flowjax.io import BadValuePolicy, load_flows
+from flowjax.schema import infer_schema
+from flowjax.tokenizer import FlowTokenizer
+
+
+def table(n=2000, seed=0):
+    rng = np.random.default_rng(seed)
+    frame = pd.DataFrame(
+        {
+            "Flow Duration": np.where(rng.random(n) < 0.2, 0.0, rng.lognormal(8, 2, n)),
+            "Total Fwd Packets": rng.integers(1, 500, n),
+            "Flow Bytes/s": np.where(rng.random(n) < 0.01, np.inf, rng.lognormal(5, 3, n)),
+            "Destination Port": rng.choice([80, 443, 53, 22], n, p=[0.4, 0.3, 0.2, 0.1]),
+            "Protocol": rng.choice([6, 17], n),
+            "Label": rng.choice(["BENIGN", "DDoS", "PortScan"], n),
+        }
+    )
+    frame.loc[rng.random(n) < 0.05, "Flow Bytes/s"] = np.nan
+    frame.loc[:20, "Destination Port"] = rng.integers(1024, 65535, 21)  # rare ports -> 'other'
+    return frame, infer_schema(frame, label="Label", dialect="cic-java")
+
+
+def bin_of(codec, values):
+    k = len(codec.edges) - 1
+    return np.clip(np.searchsorted(codec.edges[1:k], values, side="right"), 0, k - 1)
+
+
+@pytest.mark.parametrize("decode_values", ["sketch", "midpoint"])
+@pytest.mark.parametrize("binning", ["quantile", "equal_width"])
+def test_round_trip_per_column(decode_values, binning):
+    frame, schema = table()
+    tok = FlowTokenizer(binning=binning, decode_values=decode_values, max_categories=4)
+    tokens = tok.fit(frame, schema).encode(frame)
+    assert tokens.dtype == np.int32 and tokens.shape == (len(frame), 1 + 6)
+    assert tok.columns[0] == "Label" and (tokens[:, 0] == 0).all()
+    decoded = tok.decode(tokens, seed=3)
+    np.testing.assert_array_equal(tok.encode(decoded), tokens)  # every value inside its bin
+    assert list(decoded["Label"]) == list(frame["Label"])  # categoricals exact
+    assert list(decoded["Protocol"]) == list(frame["Protocol"])
+    common = frame["Destination Port"].isin([80, 443, 53, 22])
+    assert (decoded["Destination Port"][common] == frame["Destination Port"][common]).all()
+    assert decoded["Total Fwd Packets"].dtype == np.int64
+    assert np.isnan(decoded["Flow Bytes/s"]).sum() == np.isnan(frame["Flow Bytes/s"]).sum()
+    assert np.isposinf(decoded["Flow Bytes/s"]).sum() == np.isposinf(frame["Flow Bytes/s"]).sum()
+    assert ((decoded["Flow Duration"] == 0) == (frame["Flow Duration"] == 0)).all()
+
+
+def test_legal_mask_partitions_the_vocabulary():
+    frame, schema = table()
+    tok = FlowTokenizer().fit(frame, schema)
+    mask = tok.legal_mask()
+    assert mask.shape == (tok.seq_len, tok.vocab_size)
+    assert mask[0].sum() == 1 and mask[0, 0]
+    assert (mask[1:].sum(axis=0)[1:] == 1).all()  # each token belongs to exactly one column
+    tokens = tok.encode(frame)
+    assert mask[np.arange(tok.seq_len)[None, :], tokens].all()
+    # The label column holds exactly the three classes and the 'other' token.
+    assert mask[1].sum() == 3 + 1
+
+
+def test_paper_mode_pooled_percentiles():
+    # Two columns of 0..99 and 100..199: pooled percentiles of 0..199.
+    frame = pd.DataFrame(
+        {"a": np.arange(100.0), "b": np.arange(100.0, 200.0), "Label": ["x"] * 100}
+    )
+    schema = infer_schema(frame, label="Label", dialect="unknown")
+    tok = FlowTokenizer(mode="paper").fit(frame, schema)
+    edges = tok.codecs[0].edges
+    np.testing.assert_allclose(edges, np.percentile(np.arange(200.0), np.linspace(0, 100, 50)))
+    assert len(edges) == 50 and tok.vocab_size == 50 and tok.columns == ("a", "b")
+    assert tok.codecs[0].edges is tok.codecs[1].edges  # one alphabet shared by every column
+    tokens = tok.encode(frame)
+    # Symbol s (1..49) covers [edges[s-1], edges[s]); value v of 0..199 falls in bin v // (199/49).
+    expected = 1 + np.minimum(np.floor(np.arange(200.0) / (199.0 / 49)), 48).astype(int)
+    np.testing.assert_array_equal(tokens[:, 1:].T.ravel(), expected)
+    assert tokens[:, 0].tolist() == [0] * 100
+    np.testing.assert_array_equal(tok.encode(tok.decode(tokens)), tokens)
+
+
+def test_paper_mode_rejects_nonfinite_with_a_clear_error():
+    frame, schema = table()
+    with pytest.raises(ValueError, match="paper mode has no symbol for NaN/Infinity: column"):
+        FlowTokenizer(mode="paper").fit(frame, schema)
+
+
+def test_json_round_trip_gives_identical_encodes():
+    frame, schema = table()
+    tok = FlowTokenizer(max_categories=3).fit(frame, schema)
+    again = FlowTokenizer.from_json(tok.to_json())
+    np.testing.assert_array_equal(again.encode(frame), tok.encode(frame))
+    np.testing.assert_array_equal(again.legal_mask(), tok.legal_mask())
+    pd.testing.assert_frame_equal(again.decode(tok.encode(frame)), tok.decode(tok.encode(frame)))
+    assert again.schema == schema
+
+
+def test_unseen_values_map_to_edge_bins():
+    frame, schema = table()
+    tok = FlowTokenizer().fit(frame, schema)
+    codec = tok.codecs[tok.columns.index("Total Fwd Packets")]
+    unseen = frame.head(3).copy()
+    unseen["Total Fwd Packets"] = [-1e12, 1e12, 7]
+    unseen["Destination Port"] = [99999, 80, 1]
+    unseen["Label"] = ["NeverSeen", "BENIGN", "DDoS"]
+    tokens = tok.encode(unseen)
+    j = 1 + tok.columns.index("Total Fwd Packets")
+    assert tokens[0, j] == codec.offset and tokens[1, j] == codec.offset + codec.size - 1
+    label_codec = tok.codecs[0]
+    assert tokens[0, 1] == label_codec.other  # an unseen class goes to 'other', no crash
+    assert tok.legal_mask()[np.arange(tok.seq_len)[None, :], tokens].all()
+
+
+def test_condition_tokens():
+    frame, schema = table()
+    tok = FlowTokenizer().fit(frame, schema)
+    cond = tok.condition_tokens({"Label": "DDoS", "Protocol": 17})
+    assert cond[0] == 0 and (cond[3:] == -1).sum() >= 1
+    decoded = tok.decode(np.where(cond < 0, tok.encode(frame.head(1))[0], cond)[None, :])
+    assert decoded["Label"][0] == "DDoS" and decoded["Protocol"][0] == 17
+    with pytest.raises(ValueError, match="never seen in training"):
+        tok.condition_tokens({"Label": "Heartbleed"})
+    with pytest.raises(ValueError, match="not a sentence column"):
+        tok.condition_tokens({"Nope": 1})
+
+
+def test_shared_files_tokenize_in_both_modes(shared_data):
+    for path in sorted(shared_data.glob("*.csv.gz")):
+        flows = load_flows(path)
+        tok = FlowTokenizer().fit(flows.frame, flows.schema)
+        tokens = tok.encode(flows.frame)
+        assert tokens.shape == (len(flows.frame), 1 + len(flows.schema.sentence_columns))
+        np.testing.assert_array_equal(tok.encode(tok.decode(tokens)), tokens)
+        clean = load_flows(path, policy=BadValuePolicy(nonfinite="drop"))
+        paper = FlowTokenizer(mode="paper").fit(clean.frame, clean.schema)
+        ptokens = paper.encode(clean.frame)
+        assert paper.vocab_size == 50 and ptokens.max() <= 49 and ptokens[:, 1:].min() >= 1
+        np.testing.assert_array_equal(paper.encode(paper.decode(ptokens)), ptokens)
