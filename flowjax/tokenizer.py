@@ -240,10 +240,21 @@ class FlowTokenizer:
 
     # ----------------------------------------------------------------- fitting
 
-    def _sentence_columns(self, schema: Schema) -> list[str]:
+    def _pooled(self, frame: pd.DataFrame, schema: Schema, col: str) -> bool:
+        """Paper mode: does the column join the pooled alphabet? (numeric, not the label)"""
+        return (
+            self.mode == "paper"
+            and col != schema.label
+            and pd.api.types.is_numeric_dtype(frame[col])
+        )
+
+    def _sentence_columns(self, frame: pd.DataFrame, schema: Schema) -> list[str]:
         cols = list(schema.sentence_columns)
-        if self.mode == "paper":
-            cols = [c for c in cols if schema.kind(c) in NUMERIC_KINDS]
+        missing = [c for c in cols if c not in frame.columns]
+        if missing:
+            raise ValueError(f"columns {missing} of the schema are not in the table")
+        if self.mode == "paper":  # the study modelled numeric columns, ports and flags included
+            cols = [c for c in cols if self._pooled(frame, schema, c)]
             if self.include_label and schema.label in schema.sentence_columns:
                 cols.append(schema.label)
         if self.label_first and schema.label in cols:
@@ -253,34 +264,29 @@ class FlowTokenizer:
 
     def fit(self, frame: pd.DataFrame, schema: Schema) -> FlowTokenizer:
         """Fits bins and category tables on a training table; returns self."""
-        columns = self._sentence_columns(schema)
-        missing = [c for c in columns if c not in frame.columns]
-        if missing:
-            raise ValueError(f"columns {missing} of the schema are not in the table")
+        columns = self._sentence_columns(frame, schema)
         if not columns:
             raise ValueError("the schema leaves no column in the sentence")
         self.schema = schema
-        numeric_paper = self.mode == "paper"
-        shared = None
-        if numeric_paper:
-            cols = [c for c in columns if schema.kind(c) in NUMERIC_KINDS]
-            pooled = frame[cols].to_numpy(np.float64).ravel()
-            _check_finite_for_paper(frame, cols)
-            shared = _paper_edges(pooled, self.n_bins)
-        offset = 1 + (self.n_bins if numeric_paper else 0)
+        pooled = [c for c in columns if self._pooled(frame, schema, c)]
+        if pooled:
+            _check_finite_for_paper(frame, pooled)
+            shared = _paper_edges(frame[pooled].to_numpy(np.float64).ravel(), self.n_bins)
+        offset = 1 + (self.n_bins if pooled else 0)
         self.codecs = []
         for col in columns:
-            numeric = schema.kind(col) in NUMERIC_KINDS
-            if numeric and numeric_paper:
+            if col in pooled:
                 v = frame[col].to_numpy(np.float64)
-                codec = NumericCodec(col, schema.kind(col) == "integer", shared,
-                                     _bin_sketch(v, shared), (), 1)  # fmt: skip
-            elif numeric:
+                integer = bool(np.all(v == np.round(v)))
+                self.codecs.append(
+                    NumericCodec(col, integer, shared, _bin_sketch(v, shared), (), 1)
+                )
+                continue
+            if schema.kind(col) in NUMERIC_KINDS:
                 codec = self._fit_numeric(col, frame[col].to_numpy(np.float64), schema, offset)
             else:
                 codec = self._fit_categorical(col, frame[col], schema, offset)
-            if not (numeric and numeric_paper):
-                offset += codec.size
+            offset += codec.size
             self.codecs.append(codec)
         return self
 
