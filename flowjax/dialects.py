@@ -97,6 +97,7 @@ _JAVA = {
     "URG Flag Count": "urg_flag_cnt",
     "URG Flag Cnt": "urg_flag_cnt",
     "CWE Flag Count": "cwe_flag_count",
+    "CWR Flag Count": "cwr_flag_count",  # the Python meter's name for the CWR flag
     "ECE Flag Count": "ece_flag_cnt",
     "ECE Flag Cnt": "ece_flag_cnt",
     "Down/Up Ratio": "down_up_ratio",

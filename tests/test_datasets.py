@@ -1,0 +1,105 @@
+"""Tests for flowjax.datasets: name resolution and the shipped lab capture."""
+
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from flowjax import datasets
+
+# cicflowmeter 0.5's columns in its own order, then the label the capture script adds.
+LAB_COLUMNS = (
+    "src_ip,dst_ip,src_port,dst_port,protocol,timestamp,flow_duration,flow_byts_s,flow_pkts_s,"
+    "fwd_pkts_s,bwd_pkts_s,tot_fwd_pkts,tot_bwd_pkts,totlen_fwd_pkts,totlen_bwd_pkts,"
+    "fwd_pkt_len_max,fwd_pkt_len_min,fwd_pkt_len_mean,fwd_pkt_len_std,bwd_pkt_len_max,"
+    "bwd_pkt_len_min,bwd_pkt_len_mean,bwd_pkt_len_std,pkt_len_max,pkt_len_min,pkt_len_mean,"
+    "pkt_len_std,pkt_len_var,fwd_header_len,bwd_header_len,fwd_seg_size_min,fwd_act_data_pkts,"
+    "flow_iat_mean,flow_iat_max,flow_iat_min,flow_iat_std,fwd_iat_tot,fwd_iat_max,fwd_iat_min,"
+    "fwd_iat_mean,fwd_iat_std,bwd_iat_tot,bwd_iat_max,bwd_iat_min,bwd_iat_mean,bwd_iat_std,"
+    "fwd_psh_flags,bwd_psh_flags,fwd_urg_flags,bwd_urg_flags,fin_flag_cnt,syn_flag_cnt,"
+    "rst_flag_cnt,psh_flag_cnt,ack_flag_cnt,urg_flag_cnt,ece_flag_cnt,down_up_ratio,"
+    "pkt_size_avg,init_fwd_win_byts,init_bwd_win_byts,active_max,active_min,active_mean,"
+    "active_std,idle_max,idle_min,idle_mean,idle_std,fwd_byts_b_avg,fwd_pkts_b_avg,"
+    "bwd_byts_b_avg,bwd_pkts_b_avg,fwd_blk_rate_avg,bwd_blk_rate_avg,fwd_seg_size_avg,"
+    "bwd_seg_size_avg,cwr_flag_count,subflow_fwd_pkts,subflow_bwd_pkts,subflow_fwd_byts,"
+    "subflow_bwd_byts,label"
+).split(",")
+# Flows per class, as flowjax/datasets/lab/README.md documents them.
+LAB_COUNTS = {
+    "BENIGN": 1878,
+    "PortScan": 1204,
+    "SYNFlood": 1000,
+    "BruteForce-SSH": 25,
+    "BruteForce-FTP": 40,
+    "SlowHTTP": 216,
+}
+LAB_README = Path(datasets.__file__).parent / "lab" / "README.md"
+
+
+def test_resolve_shipped_name():
+    path = datasets.resolve("lab")
+    assert path.is_file()
+    assert path == Path(datasets.__file__).resolve().parent / "lab" / "flows.csv.gz"
+
+
+def test_resolve_existing_path_is_itself(tmp_path):
+    table = tmp_path / "mine.csv"
+    table.write_text("a,b\n1,2\n")
+    assert datasets.resolve(str(table)) == table
+    assert datasets.resolve(table) == table
+
+
+def test_resolve_unknown_lists_known_names():
+    with pytest.raises(ValueError, match="no-such-set: no such file.*known names: lab"):
+        datasets.resolve("no-such-set")
+
+
+def test_lab_file_is_small_and_reproducibly_compressed():
+    raw = datasets.resolve("lab").read_bytes()
+    assert len(raw) < 2 * 1024 * 1024
+    assert raw[:2] == b"\x1f\x8b"
+    assert raw[3] & 0x08 == 0 and raw[4:8] == b"\0\0\0\0"  # gzip -n: no file name, no mtime
+
+
+def test_lab_has_documented_columns_and_classes():
+    frame = pd.read_csv(datasets.resolve("lab"))
+    assert list(frame.columns) == LAB_COLUMNS
+    assert frame["label"].value_counts().to_dict() == LAB_COUNTS
+    readme = LAB_README.read_text()
+    for label, count in LAB_COUNTS.items():
+        assert f"| {label} | {count} |" in readme, label
+    assert f"| total | {sum(LAB_COUNTS.values())} |" in readme
+    attacker = (frame["src_ip"] == "10.66.0.66") | (frame["dst_ip"] == "10.66.0.66")
+    assert (frame.loc[attacker, "label"] != "BENIGN").all()
+    assert (frame.loc[~attacker, "label"] == "BENIGN").all()
+    assert set(frame["protocol"]) == {6, 17}
+
+
+def test_lab_loads_by_name():
+    from flowjax.io import load_flows
+
+    flows = load_flows("lab")
+    assert len(flows.frame) == sum(LAB_COUNTS.values())
+    assert flows.schema.label == "label"
+    assert flows.report.dialect == "cicflowmeter-python"
+    for col in ("src_ip", "dst_ip", "timestamp", "active_max", "idle_mean"):  # ids, constants
+        assert col not in flows.schema.sentence_columns, col
+    assert "tot_fwd_pkts" in flows.schema.sentence_columns
+
+
+@pytest.mark.parametrize("mode", ["paper", "per_column"])
+def test_lab_tokenizes(mode):
+    from flowjax.io import load_flows
+    from flowjax.tokenizer import FlowTokenizer
+
+    flows = load_flows("lab")
+    tok = FlowTokenizer(mode=mode).fit(flows.frame, flows.schema)
+    tokens = tok.encode(flows.frame)
+    assert tokens.dtype == np.int32
+    assert tokens.shape == (len(flows.frame), tok.seq_len)
+    assert (tokens[:, 0] == 0).all()
+    legal = tok.legal_mask()
+    rows = np.arange(tok.seq_len)[None, :]
+    assert legal[rows, tokens].all()  # every symbol is legal at its position
+    assert len(np.unique(tokens[:, 1:], axis=0)) > 100  # the attacks do not collapse
