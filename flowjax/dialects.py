@@ -200,6 +200,7 @@ FLAG_KEYS = frozenset(
         "urg_flag_cnt",
         "ece_flag_cnt",
         "cwe_flag_count",
+        "cwr_flag_count",
     }
 )
 CATEGORICAL_KEYS = PORT_KEYS | FLAG_KEYS | {"protocol", "label"}
