@@ -12,6 +12,7 @@ from __future__ import annotations
 import dataclasses
 import importlib
 import json
+import math
 import os
 import time
 from pathlib import Path
@@ -66,27 +67,18 @@ def real_tables(prepared: train.Prepared) -> RealTables:
 
 
 def model_config(family: str, preset: str) -> ml_collections.ConfigDict:
-    """The config of a model family's preset, or of a count baseline (`preset` = tokenizer mode)."""
+    """The config of a model family's preset; a count baseline takes the RNN preset's data settings.
+
+    Baselines share the data, split and tokenizer settings of the neural preset they are
+    compared with, so every row of a table is scored against the same real held-out rows.
+    """
+    base = "rnn" if family in BASELINES else family
+    if base not in ("rnn", "transformer", "wavenet"):
+        raise ValueError(f"unknown model family {family!r}; known: rnn, transformer, wavenet, "
+                         f"{', '.join(BASELINES)}")  # fmt: skip
+    config = importlib.import_module(f"flowjax.configs.{base}").get_config(preset)
     if family in BASELINES:
-        return baseline_config(
-            family, tokenizer_mode="paper" if preset == "paper" else "per_column"
-        )
-    if family not in ("rnn", "transformer", "wavenet"):
-        raise ValueError(f"unknown model family {family!r}")
-    return importlib.import_module(f"flowjax.configs.{family}").get_config(preset)
-
-
-def baseline_config(name: str, *, tokenizer_mode: str = "per_column") -> ml_collections.ConfigDict:
-    """A config for a count baseline: the shared data/tokenizer defaults and `model.name`."""
-    from flowjax.configs import common
-
-    if name not in BASELINES:
-        raise ValueError(f"unknown baseline {name!r}; known: {sorted(BASELINES)}")
-    config = common.base_config()
-    config.model.name = name
-    config.tokenizer.mode = tokenizer_mode
-    if tokenizer_mode == "paper":
-        common.paper_settings(config)
+        config.model = ml_collections.ConfigDict({"name": family})
     return config
 
 
@@ -103,7 +95,18 @@ def fit(
         ngram.fit_counts(model, prepared.splits.train)
         graphdef, params, rest = nnx.split(model, nnx.Param, ...)
         gen = generate.Generator(graphdef, params, rest, tokenizer=tok, mesh=mesh)
-        return gen, prepared, {"model": name, "num_params": int(model.table.size)}
+        val = prepared.splits.val
+        nats = float(train.sequence_loss(model(val[:, :-1]), val[:, 1:]).mean())
+        return (
+            gen,
+            prepared,
+            {
+                "model": name,
+                "num_params": int(model.table.size),
+                "val_loss": nats,
+                "val_bits_per_column": nats / (tok.seq_len - 1) / math.log(2),
+            },
+        )
     metrics = train.train_and_evaluate(config, workdir, data=data, mesh=mesh)
     gen = generate.load_generator(workdir)
     prepared = train.prepare_data(config, data, tokenizer_json=gen.tokenizer.to_json())
