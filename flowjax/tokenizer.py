@@ -351,12 +351,19 @@ class FlowTokenizer:
         return out
 
     def decode(
-        self, tokens: np.ndarray, *, seed: int = 0, decode_values: str | None = None
+        self,
+        tokens: np.ndarray,
+        *,
+        seed: int = 0,
+        row_offset: int = 0,
+        decode_values: str | None = None,
     ) -> pd.DataFrame:
         """Decodes sentences int32[N, 1 + F] (or [N, F] without the start symbol) into a table.
 
         Categoricals come back exactly, integer columns as integers, numbers inside
-        their bin (drawn from the bin's sketch with `seed`, or the midpoint).
+        their bin (drawn from the bin's sketch, or the midpoint). The draw for row i is
+        a function of (seed, row_offset + i) only, so chunked decoding gives the same
+        values as decoding everything at once.
         """
         self._check_fitted()
         tokens = np.asarray(tokens)
@@ -371,8 +378,7 @@ class FlowTokenizer:
             raise ValueError(f"token {body[bad_row, bad_col]} at row {bad_row} is not legal "
                              f"for column {self.columns[bad_col]!r}")  # fmt: skip
         midpoint = (decode_values or self.decode_values) == "midpoint"
-        rng = np.random.default_rng(seed)
-        u = rng.random(body.shape)
+        u = row_uniforms(seed, row_offset, body.shape)
         data = {}
         for j, codec in enumerate(self.codecs):
             values = codec.decode(body[:, j].astype(np.int64), u[:, j], midpoint=midpoint)
@@ -445,6 +451,19 @@ class FlowTokenizer:
                 tok.codecs.append(CategoricalCodec(c["name"], c["values"], c["numeric"], sketch,
                                                    c["has_nan"], c["offset"]))  # fmt: skip
         return tok
+
+
+def row_uniforms(seed: int, row_offset: int, shape: tuple[int, int]) -> np.ndarray:
+    """float64[N, F] uniforms in [0, 1) from a counter hash (splitmix64) of (seed, row, column)."""
+    n, f = shape
+    with np.errstate(over="ignore"):
+        rows = np.arange(row_offset, row_offset + n, dtype=np.uint64)[:, None]
+        x = rows * np.uint64(f) + np.arange(f, dtype=np.uint64)[None, :]
+        x = x + np.uint64(seed & 0xFFFFFFFFFFFFFFFF) * np.uint64(0x9E3779B97F4A7C15)
+        x = (x ^ (x >> np.uint64(30))) * np.uint64(0xBF58476D1CE4E5B9)
+        x = (x ^ (x >> np.uint64(27))) * np.uint64(0x94D049BB133111EB)
+        x = x ^ (x >> np.uint64(31))
+    return (x >> np.uint64(11)).astype(np.float64) * (1.0 / (1 << 53))
 
 
 def _check_finite_for_paper(frame: pd.DataFrame, cols: list[str]) -> None:

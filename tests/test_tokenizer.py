@@ -140,3 +140,16 @@ def test_shared_files_tokenize_in_both_modes(shared_data):
         ptokens = paper.encode(clean.frame)
         assert paper.vocab_size == 50 and ptokens.max() <= 49 and ptokens[:, 1:].min() >= 1
         np.testing.assert_array_equal(paper.encode(paper.decode(ptokens)), ptokens)
+
+
+def test_decoded_values_depend_only_on_seed_and_row():
+    frame, schema = table()
+    tok = FlowTokenizer().fit(frame, schema)
+    tokens = tok.encode(frame)
+    whole = tok.decode(tokens, seed=5)
+    parts = pd.concat(
+        [tok.decode(tokens[:700], seed=5), tok.decode(tokens[700:], seed=5, row_offset=700)],
+        ignore_index=True,
+    )
+    pd.testing.assert_frame_equal(parts, whole)
+    assert not tok.decode(tokens, seed=6)["Flow Duration"].equals(whole["Flow Duration"])

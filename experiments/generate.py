@@ -1,0 +1,53 @@
+"""Generates synthetic flows from a training checkpoint into CSV, Parquet or Parquet shards.
+
+python -m experiments.generate --workdir=runs/rnn_paper --num_flows=10000000 --out=out/rnn_10m
+python -m experiments.generate --workdir=runs/rnn --num_flows=10000 --out=ddos.csv \
+    --condition="Label=DDoS" --strategy=top_p --top_p=0.95
+
+An --out ending in .csv, .csv.gz or .parquet is one file; anything else is a directory
+of Parquet shards that a rerun with the same flags resumes.
+"""
+
+import jax
+from absl import app, flags, logging
+
+from flowjax import generate, sampling
+
+flags.DEFINE_string("workdir", None, "training run directory (holding checkpoints/)")
+flags.DEFINE_integer("num_flows", 10_000, "number of flows to generate")
+flags.DEFINE_integer("batch_size", 4096, "rows per device chunk (all devices together)")
+flags.DEFINE_string("out", None, "output .csv/.csv.gz/.parquet file, or a shard directory")
+flags.DEFINE_integer("seed", 0, "root seed; row r's symbols depend only on (seed, r)")
+flags.DEFINE_string("condition", "", "fixed columns, e.g. 'Label=DDoS,Protocol=6'")
+flags.DEFINE_enum("strategy", "temperature", ["greedy", "temperature", "top_k", "top_p"],
+                  "sampling strategy")  # fmt: skip
+flags.DEFINE_float("temperature", 1.0, "softmax temperature")
+flags.DEFINE_integer("top_k", 40, "k for --strategy=top_k")
+flags.DEFINE_float("top_p", 0.95, "p for --strategy=top_p")
+flags.DEFINE_integer("shard_rows", 1 << 20, "rows per Parquet shard in directory mode")
+flags.mark_flags_as_required(["workdir", "out"])
+FLAGS = flags.FLAGS
+
+
+def main(argv):
+    if len(argv) > 1:
+        raise app.UsageError(f"unexpected arguments: {argv[1:]}")
+    logging.info("jax %s, devices %s, process %d", jax.__version__, jax.devices(),
+                 jax.process_index())  # fmt: skip
+    strategy = sampling.strategy_from_flags(FLAGS.strategy, temperature=FLAGS.temperature,
+                                            top_k=FLAGS.top_k, top_p=FLAGS.top_p)  # fmt: skip
+    path = generate.generate_to_files(
+        FLAGS.workdir,
+        FLAGS.num_flows,
+        FLAGS.out,
+        seed=FLAGS.seed,
+        condition=generate.parse_condition(FLAGS.condition),
+        batch_size=FLAGS.batch_size,
+        strategy=strategy,
+        shard_rows=FLAGS.shard_rows,
+    )
+    logging.info("wrote %d flows to %s", FLAGS.num_flows, path)
+
+
+if __name__ == "__main__":
+    app.run(main)
