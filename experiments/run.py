@@ -19,7 +19,7 @@ flags.DEFINE_string("data", "lab", "flow table (CSV, CSV.gz, Parquet) or a shipp
 flags.DEFINE_string("workdir", "runs/main", "output directory (checkpoints, flows, report)")
 flags.DEFINE_enum("model", "rnn", ["rnn", "transformer", "wavenet"], "model family")
 flags.DEFINE_enum("preset", "default", ["default", "paper", "tiny"], "config preset")
-flags.DEFINE_integer("steps", 1500, "training steps (overrides the preset)")
+flags.DEFINE_integer("steps", 600, "training steps (overrides the preset)")
 flags.DEFINE_integer("num_flows", 10_000, "synthetic flows to generate and evaluate")
 flags.DEFINE_integer("seed", 0, "generation and evaluation seed")
 FLAGS = flags.FLAGS
