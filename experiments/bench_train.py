@@ -1,0 +1,126 @@
+"""Benchmark: training tokens/s of each model's `paper` and `default` preset, and a rough MFU.
+
+Usage:
+  python experiments/bench_train.py [--batch_size=128] [--seconds=10] [--families=rnn,wavenet]
+
+Each preset trains on random sentences shaped like the CIC-IDS2017 DDoS file
+(paper alphabet: vocabulary 50, 67 columns; per-column tokens: vocabulary 2258,
+68 columns), through the library's jitted train step on every local device.
+Throughput counts predicted symbols (batch x columns) per second, compilation
+excluded. Model FLOPs per symbol are 6 x (weights of the matmul layers) plus
+12 x layers x width x context for attention (the PaLM/nanoGPT convention); the
+reference FLOP rate is a large float32 matmul timed in the same run, so MFU is
+model FLOP/s over matmul FLOP/s on the same machine at the same moment.
+"""
+
+from __future__ import annotations
+
+import time
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+from absl import app, flags
+from flax import nnx
+
+from flowjax import parallel, train
+from flowjax.configs import rnn, transformer, wavenet
+from flowjax.models import model_config_from
+
+FLAGS = flags.FLAGS
+flags.DEFINE_integer("batch_size", 128, "Global batch (sentences per step) for every preset.")
+flags.DEFINE_float("seconds", 10.0, "Timed seconds per preset (after compilation).")
+flags.DEFINE_list("families", ["wavenet", "rnn", "transformer"], "Model families to time.")
+flags.DEFINE_list("presets", ["paper", "default"], "Presets to time.")
+flags.DEFINE_integer("matmul_size", 2048, "Side of the square float32 matmul used as reference.")
+
+FAMILIES = {"wavenet": wavenet, "rnn": rnn, "transformer": transformer}
+# (vocabulary, sentence length) of the DDoS file in each tokenizer mode.
+SHAPES = {"paper": (50, 68), "per_column": (2258, 69)}
+
+
+def matmul_flops_per_second(n: int, *, seconds: float = 3.0) -> float:
+    """FLOP/s of a jitted n x n x n float32 matmul on the first device."""
+    a = jax.random.normal(jax.random.key(0), (n, n), jnp.float32)
+    b = jax.random.normal(jax.random.key(1), (n, n), jnp.float32)
+    f = jax.jit(jnp.matmul)
+    f(a, b).block_until_ready()
+    reps, start = 0, time.perf_counter()
+    while time.perf_counter() - start < seconds:
+        f(a, b).block_until_ready()
+        reps += 1
+    return 2 * n**3 * reps / (time.perf_counter() - start)
+
+
+def model_flops_per_symbol(graphdef, state, *, seq_len: int, attention_layers: int) -> float:
+    """6 x matmul weights (Linear kernels) + 12 x layers x width x context for attention."""
+    model = nnx.merge(graphdef, state["params"], state["rest"])
+    weights = sum(m.kernel.size for _, m in nnx.iter_modules(model) if isinstance(m, nnx.Linear))
+    width = model.head.kernel.shape[0]
+    return 6.0 * weights + 12.0 * attention_layers * width * (seq_len - 1)
+
+
+def bench_preset(family: str, preset: str, mesh) -> dict:
+    """Times the train step of one preset; returns its figures."""
+    config = FAMILIES[family].get_config(preset)
+    vocab, seq_len = SHAPES[config.tokenizer.mode]
+    model_cfg = model_config_from(config.model)
+    tcfg = train.TrainConfig.from_config(config)
+    tx = train.make_optimizer(tcfg.optimizer, tcfg.num_steps)
+    graphdef, state = train.init_state(model_cfg, tx, vocab_size=vocab, seq_len=seq_len, seed=0,
+                                       sharding=parallel.replicated(mesh))  # fmt: skip
+    rng = np.random.default_rng(0)
+    tokens = rng.integers(1, vocab, (FLAGS.batch_size, seq_len)).astype(np.int32)
+    tokens[:, 0] = 0
+    batch = parallel.shard_batch(tokens, mesh)
+    step = train.make_train_step(graphdef, tx, mesh)
+    start = time.perf_counter()
+    state, metrics = step(state, batch, None)
+    jax.block_until_ready(metrics)
+    compile_s = time.perf_counter() - start
+    steps, start = 0, time.perf_counter()
+    while time.perf_counter() - start < FLAGS.seconds:
+        state, metrics = step(state, batch, None)
+        steps += 1
+        if steps % 10 == 0:
+            jax.block_until_ready(metrics)
+    jax.block_until_ready(metrics)
+    elapsed = time.perf_counter() - start
+    symbols = FLAGS.batch_size * (seq_len - 1) * steps / elapsed
+    layers = getattr(model_cfg, "num_layers", 0) if family == "transformer" else 0
+    per_symbol = model_flops_per_symbol(graphdef, state, seq_len=seq_len, attention_layers=layers)
+    return {
+        "family": family,
+        "preset": preset,
+        "params": sum(x.size for x in jax.tree.leaves(state["params"])),
+        "vocab": vocab,
+        "steps_per_s": steps / elapsed,
+        "tokens_per_s": symbols,
+        "gflops_per_s": symbols * per_symbol / 1e9,
+        "compile_s": compile_s,
+    }
+
+
+def main(argv: list[str]) -> None:
+    del argv
+    mesh = parallel.make_mesh()
+    print(f"jax {jax.__version__}; devices: {jax.devices()}; batch {FLAGS.batch_size}")
+    peak = matmul_flops_per_second(FLAGS.matmul_size)
+    print(f"reference: {FLAGS.matmul_size}^3 float32 matmul at {peak / 1e9:.1f} GFLOP/s\n")
+    print(
+        "| model | preset | params | vocab | steps/s | tokens/s | model GFLOP/s | MFU | compile s |"
+    )
+    print("|---|---|---:|---:|---:|---:|---:|---:|---:|")
+    for family in FLAGS.families:
+        for preset in FLAGS.presets:
+            r = bench_preset(family, preset, mesh)
+            print(
+                f"| {family} | {preset} | {r['params']:,} | {r['vocab']} | "
+                f"{r['steps_per_s']:.2f} | {r['tokens_per_s']:,.0f} | {r['gflops_per_s']:.1f} | "
+                f"{r['gflops_per_s'] * 1e9 / peak:.0%} | {r['compile_s']:.1f} |",
+                flush=True,
+            )
+
+
+if __name__ == "__main__":
+    app.run(main)

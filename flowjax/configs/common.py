@@ -1,0 +1,92 @@
+"""Defaults shared by every model family's config, and the preset parser.
+
+A config is an ml_collections `ConfigDict` with these fields (the model
+families fill `model` and override the rest per preset):
+
+- `model`: the family's hyperparameters (`name` picks the family); becomes a
+  frozen dataclass through `flowjax.models.model_config_from`.
+- `tokenizer`: `mode` ('per_column' or the study's pooled 'paper' alphabet), `n_bins`.
+- `data`: `label` column (empty: auto), `fraction` of the flows used,
+  `nonfinite` ('token', 'drop' or 'clip'; paper mode has no NaN/Infinity
+  symbol), `split` fractions and `split_seed`.
+- `optimizer`: `name` ('adamw' or 'sgd'), peak `learning_rate`, linear
+  `warmup_steps`, cosine decay to `min_lr_ratio` x peak, `weight_decay`,
+  `b1`/`b2`, global-norm `clip_norm` (0: off).
+- loop: global `batch_size` (split over every device), `num_steps`,
+  `eval_every`, `eval_batch_size`, `log_every`, `checkpoint_every`,
+  `keep_checkpoints`, `seed` (init and data order), `mask_logits` (score only
+  the tokens legal for each column).
+"""
+
+from __future__ import annotations
+
+import ml_collections
+from ml_collections import config_dict
+
+PRESETS = ("paper", "default", "tiny")
+
+
+def parse_preset(arg: str | None) -> str:
+    """The preset named by the text after ':' in `--config=...py:<preset>` (default 'default')."""
+    preset = (arg or "default").strip()
+    if preset not in PRESETS:
+        raise ValueError(f"unknown config preset {preset!r}; choose one of {PRESETS}")
+    return preset
+
+
+def base_config() -> ml_collections.ConfigDict:
+    """The shared defaults; `model` is left for the family to fill."""
+    config = ml_collections.ConfigDict()
+    config.model = ml_collections.ConfigDict()
+    config.tokenizer = ml_collections.ConfigDict({"mode": "per_column", "n_bins": 49})
+    config.data = ml_collections.ConfigDict(
+        {
+            "label": config_dict.placeholder(str),
+            "fraction": 1.0,
+            "nonfinite": "token",
+            "split": (0.8, 0.1, 0.1),
+            "split_seed": 0,
+        }
+    )
+    config.optimizer = ml_collections.ConfigDict(
+        {
+            "name": "adamw",
+            "learning_rate": 2e-3,
+            "warmup_steps": 200,
+            "min_lr_ratio": 0.05,
+            "weight_decay": 0.01,
+            "b1": 0.9,
+            "b2": 0.99,
+            "clip_norm": 1.0,
+        }
+    )
+    config.batch_size = 128
+    config.num_steps = 5000
+    config.eval_every = 500
+    config.eval_batch_size = 1024
+    config.log_every = 100
+    config.checkpoint_every = 1000
+    config.keep_checkpoints = 3
+    config.seed = 0
+    config.mask_logits = False
+    return config
+
+
+def paper_settings(config: ml_collections.ConfigDict) -> None:
+    """The study's data settings shared by every `paper` preset: pooled 49-bin alphabet."""
+    config.tokenizer.mode = "paper"
+    config.tokenizer.n_bins = 49
+    config.data.nonfinite = "clip"
+
+
+def tiny_settings(config: ml_collections.ConfigDict) -> None:
+    """Seconds-long runs for tests and smoke checks."""
+    config.data.fraction = 0.2
+    config.batch_size = 16
+    config.eval_batch_size = 64
+    config.num_steps = 30
+    config.eval_every = 10
+    config.log_every = 10
+    config.checkpoint_every = 10
+    config.keep_checkpoints = 2
+    config.optimizer.warmup_steps = 5

@@ -1,0 +1,400 @@
+"""Training: flows -> sentences -> a data-parallel, checkpointed language-model training loop.
+
+The loss is the paper's: cross-entropy summed over the symbols of a flow,
+averaged over flows, on flow-aligned sentences (start symbol + one symbol per
+column). One jitted, donated train step runs on a one-axis 'data' mesh: the
+state is replicated, the global batch is split over every device. Batches are a
+pure function of (seed, step) (`flowjax.data.get_batch`), so a run started
+again on the same workdir resumes from the latest checkpoint and continues the
+same loss curve.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+import os
+import time
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+import ml_collections
+import numpy as np
+import optax
+import pandas as pd
+from absl import logging
+from flax import nnx
+
+import flowjax
+from flowjax import checkpoint, parallel
+from flowjax.data import Splits, get_batch, split_indices
+from flowjax.io import BadValuePolicy, load_flows
+from flowjax.models import ModelConfig, build_model, model_config_from
+from flowjax.schema import Schema
+from flowjax.tokenizer import FlowTokenizer
+
+TrainState = dict[str, Any]  # {'params', 'rest', 'opt_state', 'step'}
+
+
+@dataclasses.dataclass(frozen=True, kw_only=True)
+class OptimizerConfig:
+    """Optimizer settings (see flowjax/configs/common.py)."""
+
+    name: str
+    learning_rate: float
+    warmup_steps: int
+    min_lr_ratio: float
+    weight_decay: float
+    b1: float
+    b2: float
+    clip_norm: float
+
+    def __post_init__(self):
+        if self.name not in ("adamw", "sgd"):
+            raise ValueError(f"config.optimizer.name must be 'adamw' or 'sgd', got {self.name!r}")
+        if self.learning_rate <= 0 or self.warmup_steps < 0 or self.clip_norm < 0:
+            raise ValueError(f"config.optimizer has a negative or zero setting: {self}")
+
+
+@dataclasses.dataclass(frozen=True, kw_only=True)
+class TrainConfig:
+    """The loop settings of a config, checked once and frozen."""
+
+    batch_size: int
+    num_steps: int
+    eval_every: int
+    eval_batch_size: int
+    log_every: int
+    checkpoint_every: int
+    keep_checkpoints: int
+    seed: int
+    mask_logits: bool
+    optimizer: OptimizerConfig
+
+    def __post_init__(self):
+        for name in ("batch_size", "num_steps", "eval_every", "eval_batch_size", "log_every",
+                     "checkpoint_every", "keep_checkpoints"):  # fmt: skip
+            if getattr(self, name) < 1:
+                raise ValueError(f"config.{name} must be >= 1, got {getattr(self, name)}")
+
+    @classmethod
+    def from_config(cls, config: ml_collections.ConfigDict) -> TrainConfig:
+        fields = {f.name for f in dataclasses.fields(cls)} - {"optimizer"}
+        return cls(
+            **{k: config[k] for k in fields},
+            optimizer=OptimizerConfig(**config.optimizer.to_dict()),
+        )
+
+
+@dataclasses.dataclass(frozen=True)
+class Prepared:
+    """The tokenized data of a run, and the loaded table its rows come from."""
+
+    tokenizer: FlowTokenizer
+    schema: Schema
+    splits: Splits
+    frame: pd.DataFrame  # row i of the table is sentence i; the splits index into it
+
+
+def prepare_data(
+    config: ml_collections.ConfigDict, data: str | os.PathLike, *, tokenizer_json: str | None = None
+) -> Prepared:
+    """Loads flows, subsamples `config.data.fraction`, splits, fits the tokenizer on train, encodes.
+
+    Args:
+      config: the run config (uses `data` and `tokenizer`).
+      data: a flow file or a dataset name (`flowjax.io.load_flows`).
+      tokenizer_json: a fitted tokenizer to reuse (a resumed run), instead of fitting.
+
+    Returns:
+      The tokenizer, schema, train/val/test sentences int32[n, 1 + F] and the table.
+    """
+    dc = config.data
+    if not 0 < dc.fraction <= 1:
+        raise ValueError(f"config.data.fraction must be in (0, 1], got {dc.fraction}")
+    flows = load_flows(data, label=dc.label or None, policy=BadValuePolicy(nonfinite=dc.nonfinite))
+    frame = flows.frame
+    if dc.fraction < 1:
+        frame = frame.sample(frac=dc.fraction, random_state=dc.split_seed).reset_index(drop=True)
+    label = flows.schema.label
+    labels = frame[label].to_numpy() if label else None
+    tr, va, te = split_indices(len(frame), labels, fractions=tuple(dc.split), seed=dc.split_seed)
+    if tokenizer_json is None:
+        tok = FlowTokenizer(mode=config.tokenizer.mode, n_bins=config.tokenizer.n_bins)
+        tok.fit(frame.iloc[tr], flows.schema)
+    else:
+        tok = FlowTokenizer.from_json(tokenizer_json)
+    tokens = tok.encode(frame)
+    splits = Splits(tokens[tr], tokens[va], tokens[te], tr, va, te)
+    return Prepared(tok, flows.schema, splits, frame)
+
+
+def learning_rate_schedule(opt: OptimizerConfig, num_steps: int) -> optax.Schedule:
+    """Linear warm-up to the peak, then cosine decay to `min_lr_ratio` x peak at `num_steps`."""
+    return optax.warmup_cosine_decay_schedule(
+        init_value=0.0 if opt.warmup_steps else opt.learning_rate,
+        peak_value=opt.learning_rate,
+        warmup_steps=opt.warmup_steps,
+        decay_steps=max(num_steps, opt.warmup_steps + 1),
+        end_value=opt.learning_rate * opt.min_lr_ratio,
+    )
+
+
+def make_optimizer(opt: OptimizerConfig, num_steps: int) -> optax.GradientTransformation:
+    """AdamW (or plain SGD, the study's WaveNet) on the schedule, after global-norm clipping."""
+    lr = learning_rate_schedule(opt, num_steps)
+    if opt.name == "sgd":
+        tx = optax.sgd(lr)
+    else:
+        tx = optax.adamw(lr, b1=opt.b1, b2=opt.b2, weight_decay=opt.weight_decay)
+    return optax.chain(optax.clip_by_global_norm(opt.clip_norm), tx) if opt.clip_norm else tx
+
+
+def sequence_loss(
+    logits: jax.Array, targets: jax.Array, legal: jax.Array | None = None
+) -> jax.Array:
+    """Cross-entropy summed over the symbols of each flow.
+
+    Args:
+      logits: float32 [B, T, V] (position t predicts symbol t + 1).
+      targets: int32 [B, T], the sentences without their start symbol.
+      legal: optional bool [T, V]; illegal tokens get no probability.
+
+    Returns:
+      float32 [B], nats per flow.
+    """
+    if legal is not None:
+        logits = jnp.where(legal, logits, -1e9)
+    return optax.softmax_cross_entropy_with_integer_labels(logits, targets).sum(axis=-1)
+
+
+def init_state(
+    model_cfg: ModelConfig,
+    tx: optax.GradientTransformation,
+    *,
+    vocab_size: int,
+    seq_len: int,
+    seed: int,
+    sharding: jax.sharding.Sharding | None = None,
+) -> tuple[nnx.GraphDef, TrainState]:
+    """Builds the model; returns its graphdef and the initial train state.
+
+    The state is created by one jitted function (one compilation rather than one
+    per initialiser), directly with `sharding` when given.
+    """
+
+    def create():
+        model = build_model(model_cfg, vocab_size=vocab_size, seq_len=seq_len,
+                            rngs=nnx.Rngs(seed))  # fmt: skip
+        return nnx.split(model, nnx.Param, ...)
+
+    graphdef = nnx.eval_shape(create)[0]
+
+    def create_state():
+        _, params, rest = create()
+        return {"params": params, "rest": rest, "opt_state": tx.init(params), "step": jnp.int32(0)}
+
+    return graphdef, jax.jit(create_state, out_shardings=sharding)()
+
+
+def make_train_step(
+    graphdef: nnx.GraphDef, tx: optax.GradientTransformation, mesh: jax.sharding.Mesh
+):
+    """The jitted, donated step `(state, batch int32[B, 1+F], legal) -> (state, metrics)`."""
+
+    def train_step(state: TrainState, batch: jax.Array, legal: jax.Array | None):
+        def loss_fn(params):
+            # copy=True: BatchNorm updates its statistics on a fresh module inside this trace.
+            model = nnx.merge(graphdef, params, state["rest"], copy=True)
+            logits = model(batch[:, :-1], train=True)
+            loss = sequence_loss(logits, batch[:, 1:], legal).mean()
+            return loss, nnx.split(model, nnx.Param, ...)[2]
+
+        (loss, rest), grads = jax.value_and_grad(loss_fn, has_aux=True)(state["params"])
+        updates, opt_state = tx.update(grads, state["opt_state"], state["params"])
+        new_state = {
+            "params": optax.apply_updates(state["params"], updates),
+            "rest": rest,
+            "opt_state": opt_state,
+            "step": state["step"] + 1,
+        }
+        return new_state, {"loss": loss, "grad_norm": optax.tree.norm(grads)}
+
+    repl, data = parallel.replicated(mesh), parallel.data_sharding(mesh)
+    return jax.jit(
+        train_step,
+        in_shardings=(repl, data, repl),
+        out_shardings=(repl, repl),
+        donate_argnums=0,
+    )
+
+
+def make_eval_fn(graphdef: nnx.GraphDef, mesh: jax.sharding.Mesh, *, batch_size: int):
+    """Returns `evaluate(state, tokens int32[n, 1+F], legal) -> mean nats per flow`.
+
+    The last chunk is padded to `batch_size` (zero weight), so one shape compiles.
+    """
+    repl, data = parallel.replicated(mesh), parallel.data_sharding(mesh)
+
+    def loss_sum(params, rest, batch, weights, legal):
+        model = nnx.merge(graphdef, params, rest, copy=True)
+        losses = sequence_loss(model(batch[:, :-1], train=False), batch[:, 1:], legal)
+        return jnp.sum(losses * weights)
+
+    p_loss_sum = jax.jit(loss_sum, in_shardings=(repl, repl, data, data, repl), out_shardings=repl)
+
+    def evaluate(state: TrainState, tokens: np.ndarray, legal: jax.Array | None) -> float:
+        total = 0.0
+        for start in range(0, len(tokens), batch_size):
+            chunk = tokens[start : start + batch_size]
+            weights = np.zeros(batch_size, np.float32)
+            weights[: len(chunk)] = 1.0
+            chunk = np.concatenate([chunk, np.repeat(chunk[:1], batch_size - len(chunk), 0)])
+            batch = parallel.shard_batch(chunk, mesh)
+            w = parallel.shard_batch(weights, mesh)
+            total += float(p_loss_sum(state["params"], state["rest"], batch, w, legal))
+        return total / len(tokens)
+
+    return evaluate
+
+
+def _check_finite(losses: list[float], first_step: int, workdir: str) -> None:
+    if not all(math.isfinite(x) for x in losses):
+        raise FloatingPointError(
+            f"{workdir}: the training loss became non-finite within steps "
+            f"[{first_step}, {first_step + len(losses) - 1}]"
+        )
+
+
+def train_and_evaluate(
+    config: ml_collections.ConfigDict,
+    workdir: str | os.PathLike,
+    *,
+    data: str | os.PathLike,
+    mesh: jax.sharding.Mesh | None = None,
+) -> dict[str, Any]:
+    """Trains the configured model on `data`, checkpointing to `workdir`; resumes if possible.
+
+    Args:
+      config: a config from `flowjax/configs/<family>.py` (a ConfigDict).
+      workdir: the run directory; checkpoints go to `<workdir>/checkpoints`.
+      data: a flow file or a dataset name.
+      mesh: the device mesh (default: a 'data' axis over every device).
+
+    Returns:
+      Final metrics: step, train_loss and val_loss (nats per flow),
+      val_bits_per_column, tokens_per_second, num_params, vocab_size, seq_len,
+      checkpoint_dir, and history (one {step, train_loss[, val_loss]} per log
+      point of this call; train_loss is the mean since the previous one).
+    """
+    workdir = str(workdir)
+    tcfg = TrainConfig.from_config(config)
+    model_cfg = model_config_from(config.model)
+    mesh = mesh or parallel.make_mesh()
+    parallel.check_batch_size(tcfg.batch_size, mesh)
+    manager = checkpoint.make_manager(
+        workdir, save_every=tcfg.checkpoint_every, keep=tcfg.keep_checkpoints
+    )
+    try:
+        return _train(config, tcfg, model_cfg, workdir, data, mesh, manager)
+    finally:  # a failing run still finishes the saves it started
+        manager.wait_until_finished()
+        manager.close()
+
+
+def _train(config, tcfg, model_cfg, workdir, data, mesh, manager) -> dict[str, Any]:
+    """The body of `train_and_evaluate`: set-up, optional resume, the loop, final metrics."""
+    latest = manager.latest_step()
+    saved_meta = None if latest is None else checkpoint.read_meta(manager, latest)
+    if saved_meta and model_config_from(saved_meta["config"]["model"]) != model_cfg:
+        raise ValueError(f"{workdir}: its checkpoint has another model config; use a new workdir")
+    prep = prepare_data(config, data, tokenizer_json=saved_meta and saved_meta["tokenizer"])
+    tok, splits = prep.tokenizer, prep.splits
+    vocab, seq_len = tok.vocab_size, tok.seq_len
+    tx = make_optimizer(tcfg.optimizer, tcfg.num_steps)
+    repl = parallel.replicated(mesh)
+    graphdef, state = init_state(model_cfg, tx, vocab_size=vocab, seq_len=seq_len,
+                                 seed=tcfg.seed, sharding=repl)  # fmt: skip
+    num_params = sum(x.size for x in jax.tree.leaves(state["params"]))
+    if latest is not None:
+        state, _ = checkpoint.restore(manager, checkpoint.abstract_on(state, repl), step=latest)
+        logging.info("resumed from %s at step %d", checkpoint.checkpoint_dir(workdir), latest)
+    meta = {
+        "config": config.to_dict(),
+        "tokenizer": tok.to_json(),
+        "schema": prep.schema.to_json(),
+        "vocab_size": vocab,
+        "seq_len": seq_len,
+        "columns": list(tok.columns),
+        "flowjax_version": flowjax.__version__,
+    }
+    logging.info(
+        "%s: %d params, vocab %d, sentence length %d, %d/%d/%d train/val/test flows, %d devices",
+        model_cfg.name, num_params, vocab, seq_len, len(splits.train), len(splits.val),
+        len(splits.test), mesh.devices.size,
+    )  # fmt: skip
+    legal = jax.device_put(tok.legal_mask()[1:], repl) if tcfg.mask_logits else None
+    p_train = make_train_step(graphdef, tx, mesh)
+    n_dev = mesh.devices.size
+    eval_bs = min(tcfg.eval_batch_size, -(-len(splits.val) // n_dev) * n_dev)
+    parallel.check_batch_size(eval_bs, mesh, flag="eval_batch_size")
+    evaluate = make_eval_fn(graphdef, mesh, batch_size=eval_bs)
+    schedule = learning_rate_schedule(tcfg.optimizer, tcfg.num_steps)
+    tokens_per_step = tcfg.batch_size * (seq_len - 1)
+    step = start = int(state["step"])
+    pending: list[dict[str, jax.Array]] = []
+    history: list[dict[str, float]] = []
+    rates: list[float] = []
+    clock = time.perf_counter()
+    with jax.set_mesh(mesh):
+        for step in range(start + 1, tcfg.num_steps + 1):
+            batch = get_batch(splits.train, step=step - 1, batch_size=tcfg.batch_size,
+                              seed=tcfg.seed)  # fmt: skip
+            state, metrics = p_train(state, parallel.shard_batch(batch, mesh), legal)
+            pending.append(metrics)
+            last = step == tcfg.num_steps
+            due_eval = step % tcfg.eval_every == 0 or last
+            due_save = manager.should_save(step) or last
+            if not (step % tcfg.log_every == 0 or due_eval or due_save):
+                continue
+            # Fetch the metrics of the steps since the last log point (checked before any save).
+            fetched = jax.device_get(pending)
+            pending = []
+            losses = [float(m["loss"]) for m in fetched]
+            _check_finite(losses, step - len(losses) + 1, workdir)
+            rate = tokens_per_step * len(losses) / (time.perf_counter() - clock)
+            if step - len(losses) > start:  # the first interval includes compilation
+                rates.append(rate)
+            history.append({"step": step, "train_loss": float(np.mean(losses))})
+            logging.info(
+                "step %d/%d: train loss %.3f nats/flow, grad norm %.3g, lr %.3g, %.0f tokens/s",
+                step, tcfg.num_steps, history[-1]["train_loss"], float(fetched[-1]["grad_norm"]),
+                float(schedule(step - 1)), rate,
+            )  # fmt: skip
+            if due_eval:
+                history[-1]["val_loss"] = evaluate(state, splits.val, legal)
+                logging.info(
+                    "step %d: val loss %.3f nats/flow, %.4f bits/column", step,
+                    history[-1]["val_loss"], _bits_per_column(history[-1]["val_loss"], seq_len),
+                )  # fmt: skip
+            if due_save:
+                checkpoint.save(manager, step, state, meta, force=last)
+            clock = time.perf_counter()
+    val_loss = history[-1]["val_loss"] if history else evaluate(state, splits.val, legal)
+    return {
+        "step": int(step),
+        "train_loss": history[-1]["train_loss"] if history else float("nan"),
+        "val_loss": val_loss,
+        "val_bits_per_column": _bits_per_column(val_loss, seq_len),
+        "tokens_per_second": float(np.mean(rates)) if rates else float("nan"),
+        "num_params": num_params,
+        "vocab_size": vocab,
+        "seq_len": seq_len,
+        "checkpoint_dir": str(checkpoint.checkpoint_dir(workdir)),
+        "history": history,
+    }
+
+
+def _bits_per_column(nats_per_flow: float, seq_len: int) -> float:
+    return nats_per_flow / (seq_len - 1) / math.log(2)

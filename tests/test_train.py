@@ -1,0 +1,154 @@
+"""Tests for flowjax.train and experiments/train.py: loss, learning, 8 vs 1 devices, resume, NaN."""
+
+import math
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from flowjax import parallel, train
+from flowjax.configs import rnn, transformer, wavenet
+from flowjax.models import model_config_from
+
+FAMILIES = {"wavenet": wavenet, "rnn": rnn, "transformer": transformer}
+REPO = Path(__file__).resolve().parents[1]
+SMALL_FILE = "ugr16_netflow_sample1k.csv.gz"  # 1,000 NetFlow records, 7 sentence columns
+
+
+def _one_device():
+    """Long runs use one device: on 8 fake CPU devices sharing 2 cores, XLA's all-reduce
+    rendezvous around a scan (the RNN) can deadlock and abort the process after 40 s.
+    Multi-device training is covered by test_eight_devices_match_one and the script test."""
+    return parallel.make_mesh(jax.devices()[:1])
+
+
+def _tiny(family, **overrides):
+    config = FAMILIES[family].get_config("tiny")
+    config.update(overrides)
+    return config
+
+
+def _params_close(a, b, atol):
+    for x, y in zip(jax.tree.leaves(a), jax.tree.leaves(b), strict=True):
+        np.testing.assert_allclose(np.asarray(x), np.asarray(y), atol=atol, rtol=0)
+
+
+def test_sequence_loss_sums_symbols_and_respects_the_legal_mask():
+    logits = jnp.zeros((3, 5, 10))
+    targets = jnp.ones((3, 5), jnp.int32)
+    np.testing.assert_allclose(train.sequence_loss(logits, targets), 5 * math.log(10), rtol=1e-6)
+    legal = jnp.zeros((5, 10), bool).at[:, :4].set(True)
+    np.testing.assert_allclose(
+        train.sequence_loss(logits, targets, legal), 5 * math.log(4), rtol=1e-6
+    )
+
+
+@pytest.mark.parametrize("family", sorted(FAMILIES))
+def test_loss_falls_on_a_real_file(family, shared_data, tmp_path):
+    config = _tiny(family, num_steps=300, eval_every=300, log_every=100, checkpoint_every=300)
+    config.data.fraction = 1.0
+    config.optimizer.learning_rate = 1e-2
+    metrics = train.train_and_evaluate(
+        config, tmp_path, data=shared_data / SMALL_FILE, mesh=_one_device()
+    )
+    uniform = (metrics["seq_len"] - 1) * math.log(metrics["vocab_size"])  # the initial loss
+    assert metrics["val_loss"] < 0.5 * uniform
+    assert metrics["history"][-1]["train_loss"] < metrics["history"][0]["train_loss"]
+
+
+@pytest.mark.parametrize("family", ["wavenet", "transformer"])
+def test_eight_devices_match_one(family):
+    assert jax.device_count() == 8, "tests/conftest.py should give 8 CPU devices"
+    config = _tiny(family)
+    tcfg = train.TrainConfig.from_config(config)
+    tx = train.make_optimizer(tcfg.optimizer, tcfg.num_steps)
+    vocab, seq_len = 30, 12
+    rng = np.random.default_rng(0)
+    batches = rng.integers(1, vocab, (3, 16, seq_len)).astype(np.int32)
+    batches[:, :, 0] = 0
+    finals = []
+    for devices in (jax.devices()[:1], jax.devices()):
+        mesh = parallel.make_mesh(devices)
+        graphdef, state = train.init_state(
+            model_config_from(config.model), tx, vocab_size=vocab, seq_len=seq_len, seed=0
+        )
+        state = jax.device_put(state, parallel.replicated(mesh))
+        step = train.make_train_step(graphdef, tx, mesh)
+        losses = []
+        for batch in batches:
+            state, metrics = step(state, parallel.shard_batch(batch, mesh), None)
+            losses.append(float(metrics["loss"]))
+        finals.append((jax.device_get(state), losses))
+    (one, losses1), (eight, losses8) = finals
+    np.testing.assert_allclose(losses1, losses8, rtol=1e-5)
+    _params_close(one["params"], eight["params"], atol=1e-5)
+    _params_close(one["rest"], eight["rest"], atol=1e-5)  # BatchNorm statistics
+    if family == "wavenet":  # the statistics compared above really moved
+        stats = jax.tree.leaves(one["rest"])
+        assert stats and any(np.abs(s).max() > 1e-3 and not np.allclose(s, 1) for s in stats)
+
+
+def test_resume_continues_the_same_loss_curve(shared_data, tmp_path, monkeypatch):
+    data = shared_data / SMALL_FILE
+    config = _tiny("wavenet", num_steps=20, log_every=1, eval_every=20, checkpoint_every=10)
+    full = train.train_and_evaluate(config, tmp_path / "full", data=data, mesh=_one_device())
+
+    real_get_batch = train.get_batch
+
+    def crash_at_13(tokens, *, step, batch_size, seed):
+        if step == 13:
+            raise KeyboardInterrupt("simulated kill")
+        return real_get_batch(tokens, step=step, batch_size=batch_size, seed=seed)
+
+    monkeypatch.setattr(train, "get_batch", crash_at_13)
+    with pytest.raises(KeyboardInterrupt):
+        train.train_and_evaluate(config, tmp_path / "resumed", data=data, mesh=_one_device())
+    monkeypatch.setattr(train, "get_batch", real_get_batch)
+    resumed = train.train_and_evaluate(config, tmp_path / "resumed", data=data, mesh=_one_device())
+
+    assert [h["step"] for h in resumed["history"]] == list(range(11, 21))  # from checkpoint 10
+    expected = [h["train_loss"] for h in full["history"] if h["step"] > 10]
+    np.testing.assert_allclose([h["train_loss"] for h in resumed["history"]], expected, rtol=1e-6)
+    assert resumed["val_loss"] == pytest.approx(full["val_loss"], rel=1e-6)
+
+
+def test_non_finite_loss_names_the_step_range(shared_data, tmp_path):
+    config = _tiny("rnn", num_steps=5, log_every=5, eval_every=5, checkpoint_every=5)
+    config.optimizer.update(name="sgd", learning_rate=float("inf"), clip_norm=0.0, warmup_steps=0)
+    with pytest.raises(FloatingPointError, match=r"within steps \[1, 5\]"):
+        train.train_and_evaluate(
+            config, tmp_path, data=shared_data / SMALL_FILE, mesh=_one_device()
+        )
+    assert not (tmp_path / "checkpoints" / "5").exists()  # nothing saved from a broken run
+
+
+def _run_script(*args):
+    env = {**os.environ, "PYTHONPATH": str(REPO)}
+    cmd = [sys.executable, str(REPO / "experiments" / "train.py"), *args]
+    return subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=300, cwd=REPO)
+
+
+def test_experiments_train_end_to_end(shared_data, tmp_path):
+    workdir = tmp_path / "run"
+    proc = _run_script(
+        "--config=flowjax/configs/wavenet.py:tiny",  # on the 8 devices of XLA_FLAGS
+        f"--data={shared_data / SMALL_FILE}",
+        f"--workdir={workdir}",
+        "--config.num_steps=10",
+    )
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert f"checkpoint: {workdir / 'checkpoints'}" in proc.stdout
+    assert (workdir / "checkpoints" / "10").is_dir()
+
+    bad = _run_script(
+        "--config=flowjax/configs/rnn.py:tiny",
+        f"--data={shared_data / SMALL_FILE}",
+        f"--workdir={tmp_path / 'bad'}",
+        "--config.model.bogus=1",
+    )
+    assert bad.returncode != 0 and "bogus" in bad.stderr
