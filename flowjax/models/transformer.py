@@ -82,15 +82,23 @@ class _Block(nnx.Module):
         return self._finish(x, _attend(q, k, v, causal))
 
     def decode(self, x: jax.Array, cache: LayerCache, t: jax.Array) -> tuple[jax.Array, LayerCache]:
-        """One position: x [B, D] at position t, cache -> (output [B, D], cache with t written)."""
+        """One position: x [B, D] at position t, cache -> (output [B, D], cache with t written).
+
+        The cache is head-major, [B, H, S, Dh], so the step's two einsums read it in place;
+        a [B, S, H, Dh] cache made XLA transpose every layer's whole cache at every step.
+        """
         q, k, v = self._heads(x)  # [B, H, Dh]
-        start = (0, t, 0, 0)
+        start = (0, 0, t, 0)
         cache = {
-            "k": jax.lax.dynamic_update_slice(cache["k"], k[:, None], start),
-            "v": jax.lax.dynamic_update_slice(cache["v"], v[:, None], start),
+            "k": jax.lax.dynamic_update_slice(cache["k"], k[:, :, None], start),
+            "v": jax.lax.dynamic_update_slice(cache["v"], v[:, :, None], start),
         }
-        allowed = (jnp.arange(cache["k"].shape[1]) <= t)[None, :]
-        out = _attend(q[:, None], cache["k"], cache["v"], allowed)[:, 0]
+        scores = jnp.einsum("bhd,bhsd->bhs", q, cache["k"]).astype(jnp.float32)
+        scores = scores / q.shape[-1] ** 0.5
+        allowed = jnp.arange(cache["k"].shape[2]) <= t
+        scores = jnp.where(allowed, scores, jnp.finfo(jnp.float32).min)
+        weights = jax.nn.softmax(scores, axis=-1).astype(cache["v"].dtype)
+        out = jnp.einsum("bhs,bhsd->bhd", weights, cache["v"])
         return self._finish(x, out), cache
 
 
@@ -128,8 +136,8 @@ class Transformer(nnx.Module):
         return self._logits(x)
 
     def init_decode_state(self, batch_size: int) -> tuple[LayerCache, ...]:
-        """Empty K/V caches, one {'k', 'v'} of [B, seq_len, heads, head_dim] per block."""
-        shape = (batch_size, self.seq_len, self.num_heads, self.head_dim)
+        """Empty K/V caches, one {'k', 'v'} of [B, heads, seq_len, head_dim] per block."""
+        shape = (batch_size, self.num_heads, self.seq_len, self.head_dim)
         return tuple(
             {"k": jnp.zeros(shape, self.dtype), "v": jnp.zeros(shape, self.dtype)}
             for _ in self.blocks
