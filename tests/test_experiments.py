@@ -48,4 +48,4 @@ def test_paper_table2_end_to_end(tmp_path):
         assert not missing, (row["model"], missing)
         assert 0 <= row["inlier % poly (300)"] <= 100 and 0 <= row["detection AUC"] <= 1
     table = (tmp_path / "table2.md").read_text()
-    assert table.count("\n|") == len(rows) + 1
+    assert table.count("\n|") == len(rows) + 2  # header, separator, one line per row
