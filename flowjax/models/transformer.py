@@ -2,7 +2,7 @@
 
 The `paper` preset is the study's nanoGPT-style model: embedding 64, 4 blocks,
 4 heads, no dropout. Positions are learned embeddings up to `seq_len`.
-Decoding keeps, per block, keys and values [B, seq_len, heads, head_dim]
+Decoding keeps, per block, keys and values [B, heads, seq_len, head_dim]
 written at position t with `dynamic_update_slice`; the blocks are unrolled in
 Python rather than scanned over, because a scan over stacked caches copies the
 whole cache every step (see docs/stack.md).
@@ -18,7 +18,7 @@ from flax import nnx
 
 from flowjax.models import layers
 
-LayerCache = dict[str, jax.Array]  # {'k', 'v'}: [B, seq_len, heads, head_dim]
+LayerCache = dict[str, jax.Array]  # {'k', 'v'}: [B, heads, seq_len, head_dim]
 
 
 @dataclasses.dataclass(frozen=True, kw_only=True)
@@ -47,10 +47,17 @@ class TransformerConfig:
 
 def _attend(q: jax.Array, k: jax.Array, v: jax.Array, allowed: jax.Array) -> jax.Array:
     """Softmax attention: q [B, Q, H, D], k/v [B, S, H, D], allowed bool [Q, S] -> [B, Q, H, D]."""
-    scores = jnp.einsum("bqhd,bshd->bhqs", q, k).astype(jnp.float32) / q.shape[-1] ** 0.5
-    scores = jnp.where(allowed, scores, jnp.finfo(jnp.float32).min)
-    weights = jax.nn.softmax(scores, axis=-1).astype(v.dtype)
+    weights = _softmax_weights(jnp.einsum("bqhd,bshd->bhqs", q, k), q.shape[-1], allowed, v.dtype)
     return jnp.einsum("bhqs,bshd->bqhd", weights, v)
+
+
+def _softmax_weights(
+    scores: jax.Array, head_dim: int, allowed: jax.Array, dtype: jnp.dtype
+) -> jax.Array:
+    """Attention weights: softmax over keys of scores / sqrt(head_dim), disallowed keys masked."""
+    scores = scores.astype(jnp.float32) / head_dim**0.5
+    scores = jnp.where(allowed, scores, jnp.finfo(jnp.float32).min)
+    return jax.nn.softmax(scores, axis=-1).astype(dtype)
 
 
 class _Block(nnx.Module):
@@ -93,11 +100,9 @@ class _Block(nnx.Module):
             "k": jax.lax.dynamic_update_slice(cache["k"], k[:, :, None], start),
             "v": jax.lax.dynamic_update_slice(cache["v"], v[:, :, None], start),
         }
-        scores = jnp.einsum("bhd,bhsd->bhs", q, cache["k"]).astype(jnp.float32)
-        scores = scores / q.shape[-1] ** 0.5
+        scores = jnp.einsum("bhd,bhsd->bhs", q, cache["k"])
         allowed = jnp.arange(cache["k"].shape[2]) <= t
-        scores = jnp.where(allowed, scores, jnp.finfo(jnp.float32).min)
-        weights = jax.nn.softmax(scores, axis=-1).astype(cache["v"].dtype)
+        weights = _softmax_weights(scores, q.shape[-1], allowed, cache["v"].dtype)
         out = jnp.einsum("bhs,bhsd->bhd", weights, cache["v"])
         return self._finish(x, out), cache
 
