@@ -9,18 +9,17 @@ python -m experiments.bench_eval --rows=100000 --columns=80
 """
 
 import time
-from pathlib import Path
 
 import numpy as np
 from absl import app, flags
 
+from experiments import SHARED_DATA
 from flowjax.eval import evaluate
 from flowjax.eval.baselines import independent_marginals, noisy_copies, split_holdout
 from flowjax.io import load_flows
 
-_DEFAULT = Path(__file__).resolve().parents[1].parent / "shared" / "data"
 flags.DEFINE_string(
-    "data", str(_DEFAULT / "cicids2017_mlcve_sample_grouped7.csv.gz"), "real flow table"
+    "data", str(SHARED_DATA / "cicids2017_mlcve_sample_grouped7.csv.gz"), "real flow table"
 )
 flags.DEFINE_integer("rows", 100_000, "synthetic rows")
 flags.DEFINE_integer("columns", 80, "columns of every table, label included")

@@ -24,12 +24,12 @@ import numpy as np
 from absl import app, flags
 from flax import nnx
 
+from experiments import SHARED_DATA
 from flowjax import models, sampling, train
 from flowjax.configs import rnn, transformer, wavenet
 
-_DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
 _FAMILIES = {"wavenet": wavenet, "rnn": rnn, "transformer": transformer}
-_DDOS = _DATA / "cicids2017_mlcve_friday_afternoon_ddos_head10k.csv.gz"
+_DDOS = SHARED_DATA / "cicids2017_mlcve_friday_afternoon_ddos_head10k.csv.gz"
 flags.DEFINE_string("data", str(_DDOS), "flow table the tokenizer is fitted on (sets V, length)")
 flags.DEFINE_list("families", list(_FAMILIES), "model families")
 flags.DEFINE_list("presets", ["paper", "default"], "config presets")

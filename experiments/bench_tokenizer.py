@@ -4,16 +4,15 @@ python -m experiments.bench_tokenizer --rows=1000000
 """
 
 import time
-from pathlib import Path
 
 from absl import app, flags
 
+from experiments import SHARED_DATA
 from flowjax.io import load_flows
 from flowjax.tokenizer import FlowTokenizer
 
-_DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
 flags.DEFINE_string(
-    "data", str(_DATA / "cicids2017_trafficlabelling_thursday_webattacks_balanced.csv.gz"),
+    "data", str(SHARED_DATA / "cicids2017_trafficlabelling_thursday_webattacks_balanced.csv.gz"),
     "flow table to resample",
 )  # fmt: skip
 flags.DEFINE_integer("rows", 1_000_000, "rows to encode and decode")

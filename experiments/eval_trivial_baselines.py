@@ -9,18 +9,17 @@ python -m experiments.eval_trivial_baselines \
 """
 
 import os
-from pathlib import Path
 
 import numpy as np
 from absl import app, flags, logging
 
+from experiments import SHARED_DATA
 from flowjax.eval import evaluate, write_report
 from flowjax.eval.baselines import independent_marginals, noisy_copies, split_holdout
 from flowjax.io import load_flows
 
-_DEFAULT = Path(__file__).resolve().parents[1].parent / "shared" / "data"
 flags.DEFINE_string(
-    "data", str(_DEFAULT / "cicids2017_mlcve_sample_grouped7.csv.gz"), "real flow table"
+    "data", str(SHARED_DATA / "cicids2017_mlcve_sample_grouped7.csv.gz"), "real flow table"
 )
 flags.DEFINE_string("out", None, "directory for one report folder per generator", required=True)
 flags.DEFINE_integer("seed", 0, "split, generator and evaluation seed")

@@ -16,10 +16,10 @@ from pathlib import Path
 import jax
 from absl import app, flags, logging
 
+from experiments import SHARED_DATA
 from flowjax import pipeline
 
-_SHARED = Path(__file__).resolve().parents[2] / "shared" / "data"
-flags.DEFINE_string("data", str(_SHARED / "cicids2017_mlcve_sample_grouped7.csv.gz"),
+flags.DEFINE_string("data", str(SHARED_DATA / "cicids2017_mlcve_sample_grouped7.csv.gz"),
                     "real flow table")  # fmt: skip
 flags.DEFINE_string("workdir", "runs/table2", "output directory")
 flags.DEFINE_list("models", ["wavenet", "rnn", "transformer"], "neural model families")

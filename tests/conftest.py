@@ -21,7 +21,7 @@ jax.config.update("jax_persistent_cache_min_compile_time_secs", 0.2)
 SHARED_DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"
 
 
-@pytest.fixture
+@pytest.fixture(scope="session")
 def shared_data() -> Path:
     """The real flow files beside the repository; skips the test where they are absent."""
     if not SHARED_DATA.is_dir() or not any(SHARED_DATA.glob("*.csv.gz")):

@@ -1,7 +1,5 @@
 """Tests for flowjax.checkpoint: bit-exact round trip, keep-last-k, 8 -> 1 device restore."""
 
-from pathlib import Path
-
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -59,13 +57,10 @@ def test_keeps_the_last_k_and_skips_off_interval_steps(tmp_path):
     manager.close()
 
 
-SHARED_DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"
-
-
 @pytest.fixture(scope="module")
-def eight_device_run(tmp_path_factory):
+def eight_device_run(tmp_path_factory, shared_data):
     """A wavenet-tiny run trained and checkpointed on all 8 devices."""
-    data = SHARED_DATA / "ugr16_netflow_sample1k.csv.gz"
+    data = shared_data / "ugr16_netflow_sample1k.csv.gz"
     if not data.is_file():
         pytest.skip(f"real flow file not found at {data} (../shared/data is absent)")
     workdir = tmp_path_factory.mktemp("run8")
