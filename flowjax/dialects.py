@@ -175,10 +175,31 @@ _NETFLOW = {
     "type": "label",
     "class": "label",
     "attack": "label",
+    "attack_cat": "label",  # UNSW-NB15's multi-class label (its binary `label` is a function of it)
+    "category": "label",
+    "lable": "label",  # sic: the UGR'16 per-host exports
+}
+
+# Argus (`ra -s ...`, CTU-13 `.binetflow`) -> canonical key.
+_ARGUS = {
+    "StartTime": "timestamp",
+    "Dur": "flow_duration",
+    "Proto": "protocol",
+    "SrcAddr": "src_ip",
+    "Sport": "src_port",
+    "DstAddr": "dst_ip",
+    "Dport": "dst_port",
+    "TotPkts": "packets",
+    "TotBytes": "bytes",
+    "SrcBytes": "src_bytes",
 }
 
 # The Python cicflowmeter names are canonical already.
-CANONICAL = frozenset(_JAVA.values()) | frozenset(_NETFLOW.values()) | {"timestamp_end"}
+CANONICAL = frozenset(_JAVA.values()) | frozenset(_NETFLOW.values()) | frozenset(_ARGUS.values())
+
+# Names of row-index columns that exports and notebooks add ('Unnamed: 0' is pandas' name
+# for an unnamed first column).
+INDEX_NAMES = frozenset({"id", "index", "idx", "unnamed0", "rowid", "no"})
 
 # Canonical keys by role, used by schema inference and validity rules.
 IP_KEYS = frozenset({"src_ip", "dst_ip"})
@@ -213,6 +234,7 @@ def _fold(name: str) -> str:
 
 _LOOKUP = {_fold(k): v for k, v in _JAVA.items()}
 _LOOKUP.update({_fold(k): v for k, v in _NETFLOW.items()})
+_LOOKUP.update({_fold(k): v for k, v in _ARGUS.items()})
 _LOOKUP.update({_fold(k): k for k in CANONICAL})
 
 
@@ -238,7 +260,8 @@ def canonical_columns(columns) -> dict[str, str]:
 
 
 def detect_dialect(columns) -> str:
-    """Names the dialect of a header: 'cic-java', 'cicflowmeter-python', 'netflow' or 'unknown'."""
+    """Names the dialect of a header: 'cic-java', 'cicflowmeter-python', 'netflow', 'argus'
+    or 'unknown'."""
     names = [str(c).strip() for c in columns]
     if any(n in _JAVA and n != "Label" for n in names):
         return "cic-java"
@@ -247,4 +270,6 @@ def detect_dialect(columns) -> str:
         return "cicflowmeter-python"
     if sum(_fold(n) in {_fold(k) for k in _NETFLOW} for n in names) >= 3:
         return "netflow"
+    if sum(n in _ARGUS for n in names) >= 3:
+        return "argus"
     return "unknown"

@@ -10,6 +10,13 @@ to a hidden temporary name and renamed, so a rerun with the same arguments skips
 complete shards and regenerates exactly the missing ones. Host memory holds two chunks
 and one Parquet row group at most, however many rows are asked for.
 
+Every output has the input's columns in the input's order and dtypes (`flowjax.table`):
+dependent columns are computed from the generated row, constants and row indices filled
+in; `<out>.schema.json` beside the files lists how each column was produced and the
+columns that could not be (IP addresses, timestamps). The label's class shares are
+`class_balance`: the training shares (default), uniform, or the user's, each exact through
+the label's forced token (the label is the first column of the sentence).
+
 Determinism: a row's tokens depend only on (seed, global row index); the values drawn
 inside each symbol's interval depend only on (seed, global row index) as well.
 Generation runs in one process (all its local devices); files are written by it alone.
@@ -18,22 +25,22 @@ Generation runs in one process (all its local devices); files are written by it 
 from __future__ import annotations
 
 import dataclasses
+import gzip
 import json
 import os
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from pathlib import Path
 
 import jax
 import numpy as np
 import pandas as pd
 import pyarrow as pa
-import pyarrow.csv
 import pyarrow.parquet as pq
 import tqdm
 from absl import logging
 
-from flowjax import checkpoint, parallel, sampling
-from flowjax.tokenizer import FlowTokenizer
+from flowjax import checkpoint, parallel, sampling, table
+from flowjax.tokenizer import FlowTokenizer, row_uniforms
 
 MANIFEST = "_manifest.json"  # "_" and "." prefixes: Parquet dataset readers skip them
 _FORMAT = "flowjax-parquet-shards-v1"
@@ -107,20 +114,115 @@ def parse_condition(text: str | None) -> dict[str, str]:
     return out
 
 
-def _tables(gen: Generator, condition: dict | None) -> sampling.Tables:
-    tok = gen.tokenizer
-    forced = tok.condition_tokens(condition) if condition else None
-    if condition:
-        fixed = sorted(tok.columns.index(c) for c in condition)
-        if fixed != list(range(len(fixed))):
-            logging.warning(
-                "conditioned columns %s are not a prefix of the sentence order %s: earlier "
-                "columns are drawn without seeing them (an intervention, not p(rest | condition))",
-                list(condition), list(tok.columns[: max(fixed) + 1]),
-            )  # fmt: skip
-    return jax.device_put(
-        sampling.make_tables(tok.legal_mask(), forced), parallel.replicated(gen.mesh)
+def _check_condition(tok: FlowTokenizer, condition: dict) -> None:
+    fixed = sorted(tok.columns.index(c) for c in condition if c in tok.columns)
+    if fixed != list(range(len(fixed))):
+        logging.warning(
+            "conditioned columns %s are not a prefix of the sentence order %s: earlier "
+            "columns are drawn without seeing them (an intervention, not p(rest | condition))",
+            list(condition), list(tok.columns[: max(fixed) + 1]),
+        )  # fmt: skip
+
+
+_CLASS_SALT = 0x5DEECE66D  # keeps the class draw apart from the in-bin value draws
+
+
+@dataclasses.dataclass(frozen=True)
+class ClassPlan:
+    """Which label token each generated row is forced to take.
+
+    Attributes:
+      position: the label's position in the sentence.
+      tokens: the label's class tokens.
+      shares: each class's share of the rows.
+      exact: assign exactly round(share * n) rows per class (a seeded shuffle of the
+        rows), else draw each row's class independently from the shares (the training
+        shares: a sample of the real class distribution).
+    """
+
+    position: int
+    tokens: np.ndarray
+    shares: np.ndarray
+    exact: bool
+
+    def counts(self, n: int) -> np.ndarray:
+        """Rows per class for n rows: largest remainders, so they sum to n."""
+        raw = self.shares * n
+        counts = np.floor(raw).astype(np.int64)
+        order = np.argsort(-(raw - counts), kind="stable")
+        counts[order[: n - counts.sum()]] += 1
+        return counts
+
+    def assign(self, n: int, seed: int):
+        """A function rows int64[b] -> label tokens int32[b] for a run of n rows."""
+        if self.exact:
+            per_row = np.repeat(self.tokens, self.counts(n))
+            per_row = np.random.default_rng((seed, _CLASS_SALT)).permutation(per_row)
+            return lambda rows: per_row[np.minimum(rows, max(n - 1, 0))].astype(np.int32)
+        cdf = np.cumsum(self.shares)
+
+        def draw(rows):
+            u = row_uniforms(seed ^ _CLASS_SALT, int(rows[0]), (len(rows), 1))[:, 0]
+            idx = np.minimum(np.searchsorted(cdf / cdf[-1], u, side="right"), len(cdf) - 1)
+            return self.tokens[idx].astype(np.int32)
+
+        return draw
+
+
+def class_plan(
+    tok: FlowTokenizer, class_balance: str | Mapping | None, condition: dict | None = None
+) -> ClassPlan | None:
+    """The label plan for `class_balance`: 'real' (training shares), 'uniform', or {class: share}.
+
+    None when there is nothing to plan: no label in the sentence, or the label is fixed
+    by `condition`.
+    """
+    label = tok.schema.label if tok.schema else None
+    custom = class_balance not in (None, "real")
+    if label not in tok.columns or (condition and label in condition):
+        if custom:
+            why = "is fixed by the condition" if label in tok.columns else "is not modelled"
+            raise ValueError(f"--class_balance={class_balance}: the label {label!r} {why}")
+        return None
+    codec = tok.codecs[tok.columns.index(label)]
+    values = list(codec.values)
+    if class_balance in (None, "real"):
+        shares = np.asarray(codec.counts, np.float64)
+    elif class_balance == "uniform":
+        shares = np.ones(len(values))
+    else:
+        shares = np.zeros(len(values))
+        for name, share in dict(class_balance).items():
+            key = next((v for v in values if str(v) == str(name)), None)
+            if key is None:
+                raise ValueError(f"--class_balance: {name!r} is not a class of {label!r}; "
+                                 f"classes: {values}")  # fmt: skip
+            if not float(share) >= 0:
+                raise ValueError(f"--class_balance: the share of {name!r} must be >= 0")
+            shares[values.index(key)] = float(share)
+    if not shares.sum() > 0:
+        raise ValueError(f"--class_balance={class_balance}: the shares sum to 0")
+    return ClassPlan(
+        position=tok.columns.index(label) + 1,
+        tokens=codec.offset + np.arange(len(values)),
+        shares=shares / shares.sum(),
+        exact=class_balance not in (None, "real"),
     )
+
+
+def parse_class_balance(text: str) -> str | dict:
+    """--class_balance: 'real', 'uniform', or a JSON object {class: share}."""
+    text = text.strip()
+    if text in ("real", "uniform"):
+        return text
+    try:
+        shares = json.loads(text)
+    except json.JSONDecodeError as e:
+        raise ValueError(f"--class_balance: expected real, uniform or a JSON object of "
+                         f"class: share, got {text!r} ({e})") from e  # fmt: skip
+    if not isinstance(shares, dict) or not shares:
+        raise ValueError(f"--class_balance: expected a JSON object of class: share, got {text!r}")
+    return shares
 
 
 def _padded(batch_size: int, mesh: jax.sharding.Mesh) -> int:
@@ -139,6 +241,7 @@ def token_chunks(
     batch_size: int,
     strategy: sampling.Strategy,
     condition: dict | None = None,
+    class_balance: str | Mapping | None = "real",
 ) -> Iterator[tuple[int, np.ndarray, np.ndarray]]:
     """Yields (start, tokens int32[b, seq_len], log_prob float32[b]) for each chunk start.
 
@@ -147,17 +250,28 @@ def token_chunks(
     runs one compiled program; padding rows are computed and dropped. The next chunk is
     dispatched before the current one is fetched, so device work overlaps the caller's.
     """
+    tok = gen.tokenizer
     fn = gen.sampler(strategy)
-    tables = _tables(gen, condition)
+    host_tables = sampling.make_tables(tok.legal_mask())
+    tables = jax.device_put(host_tables, parallel.replicated(gen.mesh))
     key = jax.device_put(jax.random.key(seed), parallel.replicated(gen.mesh))
     padded = _padded(batch_size, gen.mesh)
+    base = tok.condition_tokens(condition) if condition else np.full(tok.seq_len, -1, np.int32)
+    if condition:
+        _check_condition(tok, condition)
+    plan = class_plan(tok, class_balance, condition)
+    labels = plan.assign(num_rows, seed) if plan else None
 
     def dispatch(start):
         rows = start + np.arange(padded, dtype=np.int64)
         if rows[-1] > np.iinfo(np.int32).max:
             raise ValueError(f"row index {rows[-1]} exceeds int32; use fewer rows")
+        forced = np.tile(base, (padded, 1))
+        if labels is not None:
+            forced[:, plan.position] = labels(rows)
+        forced = sampling.local_forced(host_tables, forced)
         rows = parallel.shard_batch(rows.astype(np.int32), gen.mesh)
-        return fn(gen.params, gen.rest, key, rows, tables)
+        return fn(gen.params, gen.rest, key, rows, tables, parallel.shard_batch(forced, gen.mesh))
 
     pending = dispatch(starts[0]) if starts else None
     for i, start in enumerate(starts):
@@ -168,24 +282,10 @@ def token_chunks(
         yield start, np.asarray(tokens[:n]), np.asarray(log_prob[:n])
 
 
-def _decode(tok: FlowTokenizer, tokens: np.ndarray, *, seed: int, start: int) -> pd.DataFrame:
-    return tok.decode(tokens, seed=seed, row_offset=start)
-
-
-def _output_dtypes(tok: FlowTokenizer) -> pd.Series:
-    """Column dtypes that hold every decodable value (one fixed schema for all chunks).
-
-    A chunk with no NaN decodes an integer column as int64 and one with NaN as float64;
-    decoding a probe that contains every legal token of every column gives the widest.
-    """
-    legal = tok.legal_mask()[1:]
-    width = int(legal.sum(axis=1).max())
-    probe = np.stack([np.resize(np.flatnonzero(row), width) for row in legal], axis=1)
-    return tok.decode(probe.astype(np.int32), seed=0).dtypes
-
-
-def _as_dtypes(frame: pd.DataFrame, dtypes: pd.Series) -> pd.DataFrame:
-    return frame.astype(dtypes.to_dict())
+def decode_rows(tok: FlowTokenizer, tokens: np.ndarray, *, seed: int, start: int) -> pd.DataFrame:
+    """Sentences of global rows start, start + 1, ... -> rows of the output table."""
+    sentence = tok.decode(tokens, seed=seed, row_offset=start)
+    return table.complete(sentence, tok.schema, row_offset=start) if tok.schema else sentence
 
 
 def _as_generator(source: Generator | str | os.PathLike) -> Generator:
@@ -198,6 +298,7 @@ def generate(
     *,
     seed: int = 0,
     condition: dict | None = None,
+    class_balance: str | Mapping | None = "real",
     batch_size: int = 4096,
     strategy: sampling.Strategy = DEFAULT_STRATEGY,
 ) -> pd.DataFrame:
@@ -209,31 +310,41 @@ def generate(
       seed: the root seed; row r's symbols depend only on (seed, r).
       condition: {column: value} to fix, e.g. {'Label': 'DDoS'}; exact for a prefix of
         the sentence's column order (the label comes first by default).
+      class_balance: 'real' (each row's class drawn from the training shares),
+        'uniform' (exactly equal counts) or {class: share} (exact counts; classes left
+        out get none).
       batch_size: rows per device chunk (rounded up to a multiple of the device count).
       strategy: Greedy(), Temperature(t), TopK(k, t) or TopP(p, t).
 
     Returns:
-      A DataFrame with n rows and the tokenizer's columns, in row order.
+      A DataFrame with n rows and the input table's columns and dtypes, in row order.
     """
     gen = _as_generator(source)
     if n < 0:
         raise ValueError(f"n must be >= 0, got {n}")
-    dtypes = _output_dtypes(gen.tokenizer)
+    tok = gen.tokenizer
     starts = list(range(0, n, batch_size))
     chunks = token_chunks(gen, starts, num_rows=n, seed=seed, batch_size=batch_size,
-                          strategy=strategy, condition=condition)  # fmt: skip
-    frames = [
-        _as_dtypes(_decode(gen.tokenizer, t, seed=seed, start=s), dtypes) for s, t, _ in chunks
-    ]
+                          strategy=strategy, condition=condition,
+                          class_balance=class_balance)  # fmt: skip
+    frames = [decode_rows(tok, t, seed=seed, start=s) for s, t, _ in chunks]
     if not frames:
-        return _as_dtypes(pd.DataFrame({c: [] for c in gen.tokenizer.columns}), dtypes)
+        return _empty(tok)
     return pd.concat(frames, ignore_index=True)
+
+
+def _empty(tok: FlowTokenizer) -> pd.DataFrame:
+    if tok.schema is None:
+        return tok.decode(np.zeros((0, tok.seq_len), np.int32))
+    return table.empty(tok.schema)
 
 
 # ------------------------------------------------------------------- to files
 
 
-def _args_record(gen: Generator, n: int, *, seed, condition, batch_size, strategy, shard_rows):
+def _args_record(
+    gen: Generator, n: int, *, seed, condition, class_balance, batch_size, strategy, shard_rows
+):
     record = {
         "format": _FORMAT,
         "num_flows": n,
@@ -242,6 +353,7 @@ def _args_record(gen: Generator, n: int, *, seed, condition, batch_size, strateg
         "shard_rows": shard_rows,
         "strategy": {"name": type(strategy).__name__, **dataclasses.asdict(strategy)},
         "condition": {str(k): str(v) for k, v in (condition or {}).items()},
+        "class_balance": class_balance,
         "checkpoint": {"workdir": gen.workdir, "step": gen.step},
         "columns": list(gen.tokenizer.columns),
     }
@@ -286,22 +398,32 @@ def _open_manifest(out: Path, record: dict) -> None:
 class _Sink:
     """One output file written through a temporary name: CSV (optionally gzipped) or Parquet.
 
-    Chunks are buffered up to `_ROW_GROUP` rows so that Parquet row groups are not tiny.
+    CSV goes through pandas, which writes floats so that `pd.read_csv` reads them back as
+    floats (17.0, not 17) and strings exactly. Parquet chunks are buffered up to
+    `_ROW_GROUP` rows so that row groups are not tiny.
     """
 
-    def __init__(self, path: Path, schema: pa.Schema, *, tmp: Path):
-        self.path, self.schema, self.tmp = path, schema, tmp
+    def __init__(self, path: Path, empty: pd.DataFrame, *, tmp: Path):
+        self.path, self.empty, self.tmp = path, empty, tmp
         self.buffer: list[pa.Table] = []
         name = path.name.lower()
-        if name.endswith((".csv", ".csv.gz")):
-            compression = "gzip" if name.endswith(".gz") else None
-            self.file = pa.output_stream(str(self.tmp), compression=compression)
-            self.writer = pyarrow.csv.CSVWriter(self.file, schema)
+        self.csv = name.endswith((".csv", ".csv.gz"))
+        if self.csv:
+            opener = gzip.open if name.endswith(".gz") else open
+            self.file = opener(self.tmp, "wt", newline="")
+            self.header = True
         else:
-            self.file = None
-            self.writer = pq.ParquetWriter(str(self.tmp), schema)
+            self.schema = pa.schema([
+                (c, pa.string() if empty[c].dtype == object else pa.from_numpy_dtype(empty[c].dtype))
+                for c in empty.columns
+            ])  # fmt: skip
+            self.writer = pq.ParquetWriter(str(self.tmp), self.schema)
 
     def write(self, frame: pd.DataFrame) -> None:
+        if self.csv:
+            frame.to_csv(self.file, header=self.header, index=False)
+            self.header = False
+            return
         self.buffer.append(pa.Table.from_pandas(frame, schema=self.schema, preserve_index=False))
         if sum(len(t) for t in self.buffer) >= _ROW_GROUP:
             self._flush()
@@ -312,12 +434,16 @@ class _Sink:
             self.buffer = []
 
     def _close(self) -> None:
-        self.writer.close()
-        if self.file is not None:
+        if self.csv:
             self.file.close()
+        else:
+            self.writer.close()
 
     def commit(self) -> None:
-        self._flush()
+        if self.csv and self.header:  # no rows: the header alone
+            self.write(self.empty)
+        if not self.csv:
+            self._flush()
         self._close()
         os.replace(self.tmp, self.path)
 
@@ -333,6 +459,7 @@ def generate_to_files(
     *,
     seed: int = 0,
     condition: dict | None = None,
+    class_balance: str | Mapping | None = "real",
     batch_size: int = 4096,
     strategy: sampling.Strategy = DEFAULT_STRATEGY,
     shard_rows: int = 1 << 20,
@@ -345,13 +472,14 @@ def generate_to_files(
     down to a multiple of `batch_size`) with a manifest. A rerun into that directory with
     the same arguments skips the complete shards and writes the missing ones, giving the
     same rows as an uninterrupted run; other arguments raise ValueError. Every file is
-    written under a `.tmp` name and renamed when complete.
+    written under a `.tmp` name and renamed when complete; `<out>.schema.json` says how
+    each column was produced.
 
     Args:
       source: a checkpoint directory or a `Generator`.
       n: number of flows.
       out: output file or directory.
-      seed, condition, batch_size, strategy: as for `generate`.
+      seed, condition, class_balance, batch_size, strategy: as for `generate`.
       shard_rows: rows per Parquet shard in directory mode.
       progress: show a tqdm progress bar.
 
@@ -362,10 +490,8 @@ def generate_to_files(
     out = Path(out)
     if n < 0:
         raise ValueError(f"--num_flows must be >= 0, got {n}")
-    dtypes = _output_dtypes(gen.tokenizer)
-    schema = pa.Schema.from_pandas(_as_dtypes(
-        gen.tokenizer.decode(np.zeros((0, gen.tokenizer.seq_len), np.int32)), dtypes),
-        preserve_index=False)  # fmt: skip
+    tok = gen.tokenizer
+    empty = _empty(tok)
     single = out.name.lower().endswith((".csv", ".csv.gz", ".parquet"))
     if single:
         out.parent.mkdir(parents=True, exist_ok=True)
@@ -374,8 +500,8 @@ def generate_to_files(
         shard_rows = max(1, shard_rows // batch_size) * batch_size
         out.mkdir(parents=True, exist_ok=True)
         _open_manifest(out, _args_record(gen, n, seed=seed, condition=condition,
-                                         batch_size=batch_size, strategy=strategy,
-                                         shard_rows=shard_rows))  # fmt: skip
+                                         class_balance=class_balance, batch_size=batch_size,
+                                         strategy=strategy, shard_rows=shard_rows))  # fmt: skip
         for stale in out.glob(".part-*.parquet.tmp"):
             stale.unlink()
         plan = []
@@ -387,19 +513,21 @@ def generate_to_files(
     todo = sum(rows for _, _, rows in plan)
     logging.info("generating %d of %d rows into %s (%d files)", todo, n, out, len(plan))
     chunks = token_chunks(gen, starts, num_rows=n, seed=seed, batch_size=batch_size,
-                          strategy=strategy, condition=condition)  # fmt: skip
+                          strategy=strategy, condition=condition,
+                          class_balance=class_balance)  # fmt: skip
+    if tok.schema is not None:
+        table.write_sidecar(out, tok.schema)
     bar = tqdm.tqdm(total=n, initial=n - todo, unit="rows", unit_scale=True,
                     disable=not progress or not parallel.is_main_process())  # fmt: skip
     with bar:
         for path, first, rows in plan:
             # A shard's temporary name is hidden so that a reader of the directory skips it.
             tmp = path.with_name(("." if not single else "") + path.name + ".tmp")
-            sink = _Sink(path, schema, tmp=tmp)
+            sink = _Sink(path, empty, tmp=tmp)
             try:
                 for _ in range(first, first + rows, batch_size):
                     start, tokens, _ = next(chunks)
-                    frame = _as_dtypes(_decode(gen.tokenizer, tokens, seed=seed, start=start),
-                                       dtypes)  # fmt: skip
+                    frame = decode_rows(tok, tokens, seed=seed, start=start)
                     sink.write(frame)
                     bar.update(len(frame))
             except BaseException:

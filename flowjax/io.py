@@ -18,8 +18,8 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from flowjax import dialects
-from flowjax.schema import Schema, infer_schema
+from flowjax import dialects, relations
+from flowjax.schema import Schema, choose_label, infer_schema
 
 # Strings that stand for a missing or non-finite number in flow tables.
 _NONFINITE_TEXT = {
@@ -67,11 +67,11 @@ class ValidationReport:
     rows_kept: int = 0
     header_rows_removed: int = 0
     dropped: dict[str, int] = dataclasses.field(default_factory=dict)
-    duplicate_columns_dropped: list[str] = dataclasses.field(default_factory=list)
     nonfinite: dict[str, dict[str, int]] = dataclasses.field(default_factory=dict)
     clipped: dict[str, int] = dataclasses.field(default_factory=dict)
     duplicate_rows: int = 0
-    excluded_columns: dict[str, str] = dataclasses.field(default_factory=dict)
+    excluded_columns: dict[str, str] = dataclasses.field(default_factory=dict)  # col -> how
+    dependencies: list[str] = dataclasses.field(default_factory=list)
 
     def to_dict(self) -> dict:
         return dataclasses.asdict(self)
@@ -86,15 +86,17 @@ class ValidationReport:
             lines.append(f"  repeated header rows removed: {self.header_rows_removed}")
         for reason, n in self.dropped.items():
             lines.append(f"  dropped {n} rows: {reason}")
-        if self.duplicate_columns_dropped:
-            lines.append(f"  duplicate columns dropped: {self.duplicate_columns_dropped}")
         for col, counts in self.nonfinite.items():
             lines.append(f"  {col}: " + ", ".join(f"{k} {v}" for k, v in counts.items()))
         for col, n in self.clipped.items():
             lines.append(f"  {col}: {n} infinite values clipped to the finite range")
         if self.excluded_columns:
-            parts = ", ".join(f"{c} ({k})" for c, k in self.excluded_columns.items())
-            lines.append(f"  left out of the sentence: {parts}")
+            parts = "; ".join(f"{c}: {k}" for c, k in self.excluded_columns.items())
+            lines.append(f"  not modelled: {parts}")
+        implications = [d for d in self.dependencies if " => " in d]
+        lines += [f"  relation: {d}" for d in self.dependencies if " => " not in d]
+        if implications:
+            lines.append(f"  relation: {len(implications)} zero implications (x = 0 => y = 0)")
         return "\n".join(lines)
 
 
@@ -133,20 +135,13 @@ def _read_table(path: Path) -> pd.DataFrame:
 
 
 def _normalise_names(frame: pd.DataFrame, report: ValidationReport) -> pd.DataFrame:
-    """Strips names; drops pandas-suffixed copies (' Fwd Header Length.1') equal to their twin."""
+    """Strips names (pandas' copies of a repeated name, ' Fwd Header Length.1', are kept)."""
     frame = frame.rename(columns=lambda c: str(c).strip())
-    keep = []
-    for col in frame.columns:
-        base, dot, suffix = col.rpartition(".")
-        if dot and suffix.isdigit() and base in frame.columns:
-            if frame[col].astype(str).equals(frame[base].astype(str)):
-                report.duplicate_columns_dropped.append(col)
-                continue
-        keep.append(col)
-    if len(set(keep)) != len(keep):
-        dupes = sorted({c for c in keep if keep.count(c) > 1})
+    names = list(frame.columns)
+    if len(set(names)) != len(names):
+        dupes = sorted({c for c in names if names.count(c) > 1})
         raise ValueError(f"{report.path}: column names repeat after stripping spaces: {dupes}")
-    return frame[keep]
+    return frame
 
 
 def _remove_header_rows(frame: pd.DataFrame, report: ValidationReport) -> pd.DataFrame:
@@ -175,14 +170,16 @@ def _parse_numeric(col: str, values: pd.Series, path: Path) -> tuple[pd.Series, 
 def _is_numeric_text(col: str, values: pd.Series) -> bool:
     """True when a text column is numbers spoilt by a few bad cells, not a categorical column."""
     key = dialects.canonical_name(col)
-    if key is not None:  # a known feature: numeric unless it is one of the text fields
+    if key is not None and key not in dialects.PORT_KEYS:  # numeric unless a text field
         return key not in _TEXT_KEYS
     text = values.astype(str).str.strip()
     text = text[~text.isin(_NONFINITE_TEXT)]
     if text.empty:
         return True
     parsed = pd.to_numeric(text, errors="coerce")
-    return parsed.notna().mean() >= 0.99
+    # Argus writes ICMP type/code in the port columns as hex ('0x0303'): such a port column
+    # stays text, with its values exactly as written.
+    return parsed.notna().all() if key is not None else parsed.notna().mean() >= 0.99
 
 
 def _parse_columns(
@@ -192,7 +189,10 @@ def _parse_columns(
     frame = frame.copy()
     drop = np.zeros(len(frame), dtype=bool)
     for col in frame.columns:
-        if pd.api.types.is_numeric_dtype(frame[col]) or not _is_numeric_text(col, frame[col]):
+        numeric = pd.api.types.is_numeric_dtype(frame[col]) or pd.api.types.is_bool_dtype(
+            frame[col]
+        )
+        if numeric or not _is_numeric_text(col, frame[col]):
             continue
         numbers, bad = _parse_numeric(col, frame[col], path)
         if bad.any():
@@ -209,9 +209,6 @@ def _parse_columns(
     if drop.any():
         report.dropped["non-numeric value in a numeric column"] = int(drop.sum())
         frame = frame.loc[~drop]
-    for col in frame.columns:  # integers written as floats stay floats; kinds say integer
-        if frame[col].dtype == bool:
-            frame[col] = frame[col].astype(np.int64)
     return frame
 
 
@@ -246,17 +243,14 @@ def _apply_nonfinite(
 
 
 def _find_label(frame: pd.DataFrame, label: str | None, path: Path) -> str | None:
-    if label is not None:
-        stripped = label.strip()
-        if stripped not in frame.columns:
-            raise ValueError(
-                f"{path}: label column {label!r} not found; columns are {list(frame.columns)}"
-            )
-        return stripped
-    for col in frame.columns:
-        if dialects.canonical_name(col) == "label":
-            return col
-    return None
+    if label is None:
+        return choose_label(frame)
+    stripped = label.strip()
+    if stripped not in frame.columns:
+        raise ValueError(
+            f"{path}: label column {label!r} not found; columns are {list(frame.columns)}"
+        )
+    return stripped
 
 
 def _read_override(schema: str | os.PathLike | Mapping | None) -> dict | None:
@@ -274,6 +268,7 @@ def load_flows(
     label: str | None = None,
     schema: str | os.PathLike | Mapping | None = None,
     policy: BadValuePolicy | None = None,
+    derive: bool = True,
 ) -> Flows:
     """Loads, normalises and validates a flow table and infers its schema.
 
@@ -285,6 +280,8 @@ def load_flows(
       schema: an override for the inferred schema (a dict or a JSON file), see
         `flowjax.schema.infer_schema`.
       policy: what to do with NaN/Infinity and unparseable cells.
+      derive: find the exact relations between columns (`flowjax.relations`) and leave
+        the dependent columns out of the sentence (they are computed when decoding).
 
     Returns:
       The table with its schema and validation report.
@@ -300,9 +297,7 @@ def load_flows(
     report.dialect = dialects.detect_dialect(frame.columns)
     frame = _remove_header_rows(frame, report)
     frame = _parse_columns(frame, policy, report, path)
-    label_col = _find_label(frame, label, path)
-    if label_col is not None:
-        frame[label_col] = frame[label_col].astype(str).str.strip()
+    label_col = _find_label(frame, label, path)  # label values keep their exact text
     frame = _apply_nonfinite(frame, policy, report)
     if len(frame) == 0:
         raise ValueError(f"{path}: no rows left after validation ({report.dropped})")
@@ -317,7 +312,35 @@ def load_flows(
     inferred = infer_schema(
         frame, label=label_col, dialect=report.dialect, override=_read_override(schema)
     )
+    if derive:
+        inferred = with_relations(frame, inferred)
     report.rows_kept = len(frame)
     report.duplicate_rows = int(frame.duplicated().sum())
-    report.excluded_columns = {c: inferred.kind(c) for c in inferred.excluded}
+    report.excluded_columns = _how_written(inferred)
+    report.dependencies = inferred.relations.lines()
     return Flows(frame=frame, schema=inferred, report=report)
+
+
+def with_relations(frame: pd.DataFrame, schema: Schema) -> Schema:
+    """The schema with the relations found on `frame`; dependent columns leave the sentence."""
+    found = relations.discover(
+        frame, numeric=list(schema.numeric), categorical=list(schema.categorical),
+        label=schema.label,
+    )  # fmt: skip
+    sentence = tuple(c for c in schema.sentence_columns if c not in found.targets)
+    return dataclasses.replace(schema, sentence_columns=sentence, relations=found)
+
+
+def _how_written(schema: Schema) -> dict[str, str]:
+    """For each column outside the sentence: how generated tables get it."""
+    out = {}
+    derived = {d.target: d.describe() for d in schema.relations.derived}
+    for col, fill in schema.fills:
+        if fill["how"] == "constant":
+            out[col] = f"constant {fill['value']!r}"
+        elif fill["how"] == "index":
+            out[col] = f"row index counted from {fill['start']}"
+        else:
+            out[col] = f"missing from the output: {fill['reason']}"
+    out.update({c: f"computed: {d}" for c, d in derived.items()})
+    return {c: out[c] for c in schema.columns if c in out}

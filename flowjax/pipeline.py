@@ -23,7 +23,7 @@ from absl import logging
 from flax import nnx
 
 from flowjax import eval as fjeval
-from flowjax import generate, parallel, train
+from flowjax import generate, parallel, table, train
 from flowjax.models import ngram
 
 BASELINES = {"marginals": ngram.Marginals, "bigram": ngram.Bigram}
@@ -51,17 +51,26 @@ class ModelResult:
 
 
 def real_tables(prepared: train.Prepared) -> RealTables:
-    """The real training and held-out (test split) rows, restricted to the sentence columns."""
-    columns = list(prepared.tokenizer.columns)
+    """The real training and held-out (test split) rows, in the columns generated tables have.
+
+    Row-index columns are left out: they count rows, and say nothing about flows.
+    """
+    schema = prepared.tokenizer.schema
+    fills = dict(schema.fills)
+    columns = [c for c in table.output_columns(schema) if fills.get(c, {}).get("how") != "index"]
     frame = prepared.frame[columns]
     splits = prepared.splits
-    categorical = tuple(c for c in columns if c in prepared.schema.categorical)
+    categorical = tuple(
+        c
+        for c in columns
+        if schema.kind(c) in ("categorical", "label") or schema.dtype(c) == "string"
+    )
     if prepared.tokenizer.mode == "paper":  # the pooled alphabet treats ports and flags as numbers
-        categorical = tuple(c for c in categorical if c == prepared.schema.label)
+        categorical = tuple(c for c in categorical if c == schema.label)
     return RealTables(
         train=frame.iloc[splits.train_idx].reset_index(drop=True),
         holdout=frame.iloc[splits.test_idx].reset_index(drop=True),
-        label=prepared.schema.label if prepared.schema.label in columns else None,
+        label=schema.label if schema.label in prepared.tokenizer.columns else None,
         categorical=categorical,
     )
 
@@ -133,7 +142,7 @@ def run_model(
     t1 = time.perf_counter()
     real = real_tables(prepared)
     largest = max(num_flows)
-    synthetic = generate.generate(gen, largest, seed=seed)
+    synthetic = generate.generate(gen, largest, seed=seed)[list(real.train.columns)]
     t2 = time.perf_counter()
     reports = {}
     common = dict(categorical=real.categorical, label=real.label, seed=seed, **(eval_kwargs or {}))

@@ -204,21 +204,17 @@ class Tables:
     Attributes:
       lo: int32[seq_len] first token of each position's vocabulary window.
       legal: bool[seq_len, W] which tokens of the window are legal at that position.
-      forced: int32[seq_len] token forced at each position (window-local), -1 where free.
     """
 
     lo: jax.Array
     legal: jax.Array
-    forced: jax.Array
 
 
-def make_tables(legal_mask: np.ndarray, forced: np.ndarray | None = None) -> Tables:
-    """Turns the tokenizer's legal mask and condition tokens into the scan's tables.
+def make_tables(legal_mask: np.ndarray) -> Tables:
+    """Turns the tokenizer's legal mask into the scan's tables.
 
     Args:
       legal_mask: bool[seq_len, V] from `FlowTokenizer.legal_mask()`.
-      forced: int32[seq_len] from `FlowTokenizer.condition_tokens()`, -1 where free; None
-        for no condition.
 
     Returns:
       Tables whose window width W is the widest legal range of any column (<= V).
@@ -234,18 +230,36 @@ def make_tables(legal_mask: np.ndarray, forced: np.ndarray | None = None) -> Tab
     width = int((last - first).max()) + 1
     lo = np.minimum(first, vocab - width)
     window = np.stack([legal_mask[p, lo[p] : lo[p] + width] for p in range(seq_len)])
-    local = np.full(seq_len, -1, dtype=np.int32)
-    if forced is not None:
-        forced = np.asarray(forced)
-        if forced.shape != (seq_len,):
-            raise ValueError(f"forced tokens must have shape ({seq_len},), got {forced.shape}")
-        for p in np.flatnonzero(forced[1:] >= 0) + 1:
-            if not (0 <= forced[p] < vocab and legal_mask[p, forced[p]]):
-                raise ValueError(f"forced token {int(forced[p])} is not legal at position {p}")
-            local[p] = forced[p] - lo[p]
-    return Tables(
-        lo=jnp.asarray(lo, jnp.int32), legal=jnp.asarray(window), forced=jnp.asarray(local)
-    )
+    return Tables(lo=jnp.asarray(lo, jnp.int32), legal=jnp.asarray(window))
+
+
+def local_forced(tables: Tables, forced: np.ndarray) -> np.ndarray:
+    """Checks forced tokens and makes them window-local for the scan.
+
+    Args:
+      tables: from `make_tables`.
+      forced: int[B, seq_len] (or int[seq_len] for every row) vocabulary tokens to force,
+        -1 where free (from `FlowTokenizer.condition_tokens()`).
+
+    Returns:
+      int32[B, seq_len] (or [seq_len]) window-local tokens, -1 where free.
+    """
+    forced = np.asarray(forced)
+    lo, legal = np.asarray(tables.lo), np.asarray(tables.legal)
+    seq_len, width = legal.shape
+    if forced.shape[-1] != seq_len:
+        raise ValueError(f"forced tokens must have {seq_len} positions, got shape {forced.shape}")
+    local = np.where(forced >= 0, forced - lo, -1)
+    local[..., 0] = -1  # the start symbol is fed, never drawn
+    pos = np.broadcast_to(np.arange(seq_len), local.shape)
+    inside = (local >= 0) & (local < width)
+    ok = (local < 0) & ((forced < 0) | (pos == 0)) | inside & legal[
+        pos, np.clip(local, 0, width - 1)
+    ]
+    if not ok.all():
+        where = tuple(int(i) for i in np.argwhere(~ok)[0])
+        raise ValueError(f"forced token {int(forced[where])} is not legal at position {where[-1]}")
+    return local.astype(np.int32)
 
 
 # --------------------------------------------------------------------- sampler
@@ -287,6 +301,7 @@ def _sample(
     key: jax.Array,
     rows: jax.Array,
     tables: Tables,
+    forced: jax.Array,
 ) -> tuple[jax.Array, jax.Array]:
     _TRACES[0] += 1
     logging.info("tracing the sampler: batch %d, strategy %s", rows.shape[0], strategy)
@@ -306,8 +321,8 @@ def _sample(
         lo = tables.lo[t + 1]
         window = jax.lax.dynamic_slice_in_dim(logits, lo, width, axis=1)  # [B, W]
         scaled = jnp.where(tables.legal[t + 1], window / strategy.temperature, -jnp.inf)
-        forced = tables.forced[t + 1]
-        local = jnp.where(forced >= 0, forced, strategy.select(scaled, u_t))  # [B]
+        fixed = forced[:, t + 1]  # [B], window-local, -1 where free
+        local = jnp.where(fixed >= 0, fixed, strategy.select(scaled, u_t))  # [B]
         m, weights = _shifted_exp(scaled)
         picked = jnp.take_along_axis(scaled - m, local[:, None], axis=-1)[:, 0]
         lse = jnp.log(jnp.sum(weights, axis=-1))
@@ -329,9 +344,11 @@ def make_sampler(
     strategy: Strategy,
     mesh: jax.sharding.Mesh | None = None,
 ):
-    """Returns the jitted sampler `(params, rest, key, rows, tables) -> (tokens, log_prob)`.
+    """Returns the jitted sampler `(params, rest, key, rows, tables, forced) -> (tokens, log_prob)`.
 
-    It draws one sentence per entry of `rows` (global row indices, int32[B]) and returns
+    It draws one sentence per entry of `rows` (global row indices, int32[B]), taking the
+    tokens of `forced` (int32[B, seq_len] window-local, from `local_forced`; -1 where
+    free) where given, and returns
     tokens int32[B, seq_len] (column 0 = start symbol 0, every token legal for its column,
     forced positions as requested) and log_prob float32[B]: the row's log-probability
     under the model with illegal tokens masked out and logits divided by the strategy's
@@ -349,7 +366,9 @@ def make_sampler(
     if mesh is None:
         return jax.jit(fn)
     repl, data = parallel.replicated(mesh), parallel.data_sharding(mesh)
-    return jax.jit(fn, in_shardings=(repl, repl, repl, data, repl), out_shardings=(data, data))
+    return jax.jit(
+        fn, in_shardings=(repl, repl, repl, data, repl, data), out_shardings=(data, data)
+    )
 
 
 def sequence_log_prob(

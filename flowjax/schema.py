@@ -15,6 +15,7 @@ import numpy as np
 import pandas as pd
 
 from flowjax import dialects
+from flowjax.relations import Relations
 
 KINDS = (
     "continuous",  # real-valued measurement (durations, rates, means, std devs)
@@ -39,6 +40,12 @@ class Schema:
     label: str | None
     sentence_columns: tuple[str, ...]
     dialect: str = "unknown"
+    dtypes: tuple[tuple[str, str], ...] = ()  # (column, dtype of the input) in table order
+    # How each column outside the sentence is written: {'how': 'constant', 'value': v},
+    # {'how': 'index', 'start': 0 or 1} or {'how': 'missing', 'reason': text}; derived
+    # columns are in `relations`.
+    fills: tuple[tuple[str, dict], ...] = ()
+    relations: Relations = Relations()
 
     def kind(self, column: str) -> str:
         """Returns the kind of a column; raises ValueError naming unknown columns."""
@@ -65,12 +72,19 @@ class Schema:
     def excluded(self) -> tuple[str, ...]:
         return tuple(c for c in self.columns if c not in self.sentence_columns)
 
+    def dtype(self, column: str) -> str:
+        """The input's dtype of a column ('string' for text), 'object' when unrecorded."""
+        return dict(self.dtypes).get(column, "object")
+
     def to_dict(self) -> dict:
         return {
             "kinds": dict(self.kinds),
             "label": self.label,
             "sentence_columns": list(self.sentence_columns),
             "dialect": self.dialect,
+            "dtypes": dict(self.dtypes),
+            "fills": dict(self.fills),
+            "relations": self.relations.to_dict(),
         }
 
     def to_json(self) -> str:
@@ -83,6 +97,9 @@ class Schema:
             label=d.get("label"),
             sentence_columns=tuple(d["sentence_columns"]),
             dialect=d.get("dialect", "unknown"),
+            dtypes=tuple(d.get("dtypes", {}).items()),
+            fills=tuple(d.get("fills", {}).items()),
+            relations=Relations.from_dict(d["relations"]) if "relations" in d else Relations(),
         )
 
     @classmethod
@@ -95,10 +112,25 @@ def _looks_like_ipv4(values: pd.Series) -> bool:
     return len(sample) > 0 and bool(sample.str.fullmatch(r"\d{1,3}(\.\d{1,3}){3}").all())
 
 
+def is_row_index(name: str, values: pd.Series) -> bool:
+    """A row-number column ('id', 'Unnamed: 0', ...): distinct integers, or 0..n-1 / 1..n."""
+    if not pd.api.types.is_integer_dtype(values) or values.isna().any() or len(values) < 2:
+        return False
+    folded = "".join(ch for ch in name.lower() if ch.isalnum())
+    v = values.to_numpy()
+    counting = bool(np.all(np.diff(v) == 1)) and v[0] in (0, 1)
+    named = folded in dialects.INDEX_NAMES or (
+        folded.startswith("unnamed") and folded[7:].isdigit()
+    )
+    return counting or (named and values.is_unique)
+
+
 def infer_kind(name: str, values: pd.Series, *, is_label: bool) -> str:
     """Infers the kind of one column from its canonical name and its values."""
     if is_label:
         return "label"
+    if is_row_index(name, values):
+        return "identifier"
     key = dialects.canonical_name(name)
     if key in dialects.IP_KEYS:
         return "ip"
@@ -108,7 +140,7 @@ def infer_kind(name: str, values: pd.Series, *, is_label: bool) -> str:
         return "identifier"
     if values.nunique(dropna=False) <= 1:
         return "constant"
-    if key in dialects.CATEGORICAL_KEYS:
+    if key in dialects.CATEGORICAL_KEYS or pd.api.types.is_bool_dtype(values):
         return "categorical"
     if not pd.api.types.is_numeric_dtype(values):
         return "ip" if _looks_like_ipv4(values) else "categorical"
@@ -158,5 +190,45 @@ def infer_schema(
         if col not in kinds:
             raise ValueError(f"schema override puts unknown column {col!r} in the sentence")
     return Schema(
-        kinds=tuple(kinds.items()), label=label, sentence_columns=tuple(sentence), dialect=dialect
+        kinds=tuple(kinds.items()),
+        label=label,
+        sentence_columns=tuple(sentence),
+        dialect=dialect,
+        dtypes=tuple((c, dtype_name(frame[c])) for c in frame.columns),
+        fills=tuple((c, _fill(frame[c], kinds[c])) for c in frame.columns if c not in sentence),
     )
+
+
+def dtype_name(values: pd.Series) -> str:
+    """The dtype a column is written back with: a numpy name, or 'string' for text."""
+    if pd.api.types.is_bool_dtype(values) or pd.api.types.is_numeric_dtype(values):
+        return str(np.dtype(values.dtype))
+    return "string"
+
+
+def _fill(values: pd.Series, kind: str) -> dict:
+    """How a column left out of the sentence is written in generated tables."""
+    if kind == "constant":
+        value = values.iloc[0]
+        value = value.item() if isinstance(value, np.generic) else value
+        return {"how": "constant", "value": None if pd.isna(value) else value}
+    if kind == "identifier" and is_row_index(str(values.name), values):
+        return {"how": "index", "start": 0 if values.min() == 0 else 1}
+    reasons = {
+        "ip": "IP addresses are not modelled yet (issue: network identities and time)",
+        "timestamp": "timestamps are not modelled yet (issue: network identities and time)",
+        "identifier": "an identifier that cannot be rebuilt without the IP addresses",
+    }
+    return {"how": "missing", "reason": reasons.get(kind, "left out of the sentence by the schema")}
+
+
+def choose_label(frame: pd.DataFrame) -> str | None:
+    """The label among the columns named like one (Label, attack_cat, class, type, ...).
+
+    With several, the one with the most classes: UNSW-NB15's `attack_cat` over its binary
+    `label`, which then becomes a function of it.
+    """
+    candidates = [c for c in frame.columns if dialects.canonical_name(c) == "label"]
+    if not candidates:
+        return None
+    return max(candidates, key=lambda c: (frame[c].nunique(), -candidates.index(c)))

@@ -27,6 +27,7 @@ from flowjax.schema import NUMERIC_KINDS, Schema
 
 START = 0
 SKETCH_POINTS = 9  # quantiles stored per bin: 0, 1/8, ..., 1
+MAX_OTHER_VALUES = 1024  # rare values kept behind a column's 'other' token
 _SPECIALS = ("nan", "posinf", "neginf", "zero")
 
 
@@ -51,8 +52,10 @@ class NumericCodec:
         tok = self.offset + len(self.specials) + np.clip(bins, 0, k - 1)
         for i, special in enumerate(self.specials):
             tok = np.where(_special_mask(special, v), self.offset + i, tok)
-        if "nan" not in self.specials and np.isnan(v).any():
-            raise ValueError(f"column {self.name!r}: NaN, and the tokenizer saw none when fitted")
+        for special, name in (("nan", "NaN"), ("posinf", "+Infinity"), ("neginf", "-Infinity")):
+            if special not in self.specials and _special_mask(special, v).any():
+                raise ValueError(f"column {self.name!r}: {name}, and the table the tokenizer "
+                                 "was fitted on had none")  # fmt: skip
         return tok
 
     def decode(self, tok: np.ndarray, u: np.ndarray, *, midpoint: bool) -> np.ndarray:
@@ -90,63 +93,76 @@ class NumericCodec:
 
 @dataclasses.dataclass
 class CategoricalCodec:
-    """Exact tokens for the most frequent values, then 'other', then NaN if seen."""
+    """Exact tokens for the most frequent values, then 'other' (only if the column has more
+    values than that), then NaN (only if the column has NaN).
+
+    'other' decodes to one of the rare real values it stands for, drawn by their frequency,
+    so a decoded column never holds a value (or a NaN) that the real column did not have.
+    """
 
     name: str
     values: list  # JSON scalars, most frequent first
     numeric: bool  # values are numbers (ports, protocol numbers, flags)
-    other_sketch: np.ndarray | None  # quantiles of the numeric values lumped into 'other'
+    counts: list[int]  # training rows per value (the label's class shares)
+    other_values: list  # the rare values behind 'other' (the most frequent of them)
+    other_counts: list[int]
     has_nan: bool
     offset: int
 
     @property
+    def has_other(self) -> bool:
+        return bool(self.other_values)
+
+    @property
     def size(self) -> int:
-        return len(self.values) + 1 + int(self.has_nan)
+        return len(self.values) + int(self.has_other) + int(self.has_nan)
 
     @property
     def other(self) -> int:
+        """The 'other' token (meaningful only when `has_other`)."""
         return self.offset + len(self.values)
 
-    def _index(self, series: pd.Series) -> np.ndarray:
+    @property
+    def nan(self) -> int:
+        """The NaN token (meaningful only when `has_nan`)."""
+        return self.offset + len(self.values) + int(self.has_other)
+
+    def _index(self, values: list, series: pd.Series) -> np.ndarray:
         if self.numeric:
-            return pd.Index(np.asarray(self.values, np.float64)).get_indexer(
+            return pd.Index(np.asarray(values, np.float64)).get_indexer(
                 pd.to_numeric(series, errors="coerce").to_numpy(np.float64)
             )
-        return pd.Index(self.values, dtype=object).get_indexer(series.astype(str).to_numpy())
+        return pd.Index(values, dtype=object).get_indexer(series.astype(str).to_numpy())
 
     def encode(self, series: pd.Series) -> np.ndarray:
-        idx = self._index(series)
+        idx = self._index(self.values, series)
         tok = np.where(idx >= 0, self.offset + idx, self.other)
-        if self.has_nan:
-            tok = np.where(series.isna().to_numpy(), self.other + 1, tok)
+        nan = series.isna().to_numpy()
+        tok = np.where(nan, self.nan, tok)
+        unknown = (idx < 0) & ~nan & (not self.has_other)  # rare values share 'other'
+        if unknown.any() or (nan.any() and not self.has_nan):
+            row = int(np.flatnonzero(unknown | (nan & ~self.has_nan))[0])
+            raise ValueError(
+                f"column {self.name!r}, row {row}: value {series.iloc[row]!r} is not "
+                "in the table the tokenizer was fitted on"
+            )
         return tok
 
     def decode(self, tok: np.ndarray, u: np.ndarray, *, midpoint: bool) -> np.ndarray:
-        local = np.clip(tok - self.offset, 0, max(len(self.values) - 1, 0))
-        if self.numeric:
-            out = np.asarray(self.values, np.float64)[local] if self.values else np.zeros(len(tok))
-            if self.other_sketch is not None:  # sketch points are real tail values, never kept ones
-                n = len(self.other_sketch)
-                pick = (
-                    np.full(len(tok), n // 2)
-                    if midpoint
-                    else np.minimum((u * n).astype(int), n - 1)
-                )
-                out = np.where(tok == self.other, self.other_sketch[pick], out)
-            else:
-                out = np.where(tok == self.other, np.nan, out)
-            return np.where(tok == self.other + 1, np.nan, out) if self.has_nan else out
-        out = np.asarray(self.values, dtype=object)[local] if self.values else np.full(len(tok), "")
-        out = np.where(tok == self.other, "<other>", out)
-        return np.where(tok == self.other + 1, None, out) if self.has_nan else out
+        local = np.clip(tok - self.offset, 0, len(self.values) - 1)
+        dtype = np.float64 if self.numeric else object
+        out = np.asarray(self.values, dtype=dtype)[local]
+        if self.has_other:
+            cdf = np.cumsum(self.other_counts) / np.sum(self.other_counts)
+            pick = np.searchsorted(cdf, np.full(len(tok), 0.5) if midpoint else u, side="right")
+            rare = np.asarray(self.other_values, dtype=dtype)[np.minimum(pick, len(cdf) - 1)]
+            out = np.where(tok == self.other, rare, out)
+        if self.has_nan:
+            out = np.where(tok == self.nan, np.nan if self.numeric else None, out)
+        return out
 
     def to_dict(self) -> dict:
-        sketch = None if self.other_sketch is None else self.other_sketch.tolist()
-        return {
-            "type": "categorical", "name": self.name, "values": self.values,
-            "numeric": self.numeric, "other_sketch": sketch, "has_nan": self.has_nan,
-            "offset": self.offset,
-        }  # fmt: skip
+        return {"type": "categorical", **dataclasses.asdict(self)}
 
 
 def _special_mask(special: str, v: np.ndarray) -> np.ndarray:
@@ -262,8 +278,19 @@ class FlowTokenizer:
             cols.insert(0, schema.label)
         return cols
 
-    def fit(self, frame: pd.DataFrame, schema: Schema) -> FlowTokenizer:
-        """Fits bins and category tables on a training table; returns self."""
+    def fit(
+        self, frame: pd.DataFrame, schema: Schema, *, vocabulary: pd.DataFrame | None = None
+    ) -> FlowTokenizer:
+        """Fits bins on a training table and the vocabulary on the whole table; returns self.
+
+        Args:
+          frame: the training rows (bin edges, in-bin sketches, class counts).
+          schema: the table's schema.
+          vocabulary: the whole table (default: `frame`): which categories and which
+            special numbers (NaN, +-Infinity, zero) each column has. Deciding these on
+            the whole table means no split can leave a column without a token it needs.
+        """
+        vocabulary = frame if vocabulary is None else vocabulary
         columns = self._sentence_columns(frame, schema)
         if not columns:
             raise ValueError("the schema leaves no column in the sentence")
@@ -283,33 +310,48 @@ class FlowTokenizer:
                 )
                 continue
             if schema.kind(col) in NUMERIC_KINDS:
-                codec = self._fit_numeric(col, frame[col].to_numpy(np.float64), schema, offset)
+                codec = self._fit_numeric(
+                    col,
+                    frame[col].to_numpy(np.float64),
+                    vocabulary[col].to_numpy(np.float64),
+                    schema,
+                    offset,
+                )
             else:
-                codec = self._fit_categorical(col, frame[col], schema, offset)
+                codec = self._fit_categorical(col, frame[col], vocabulary[col], schema, offset)
             offset += codec.size
             self.codecs.append(codec)
         return self
 
-    def _fit_numeric(self, col: str, v: np.ndarray, schema: Schema, offset: int) -> NumericCodec:
-        specials = tuple(s for s in _SPECIALS if _special_mask(s, v).any())
+    def _fit_numeric(
+        self, col: str, v: np.ndarray, whole: np.ndarray, schema: Schema, offset: int
+    ) -> NumericCodec:
+        specials = tuple(s for s in _SPECIALS if _special_mask(s, whole).any())
         body = v[np.isfinite(v) & ((v != 0) if "zero" in specials else True)]
+        if body.size == 0:  # every regular value fell outside the training rows
+            body = whole[np.isfinite(whole) & ((whole != 0) if "zero" in specials else True)]
         edges = _edges(body, self.n_bins, self.binning)
         return NumericCodec(col, schema.kind(col) == "integer", edges, _bin_sketch(body, edges),
                             specials, offset)  # fmt: skip
 
     def _fit_categorical(
-        self, col: str, series: pd.Series, schema: Schema, offset: int
+        self, col: str, series: pd.Series, whole: pd.Series, schema: Schema, offset: int
     ) -> CategoricalCodec:
-        numeric = pd.api.types.is_numeric_dtype(series)
-        counts = series.dropna().value_counts(sort=True)
+        numeric = pd.api.types.is_numeric_dtype(whole) or pd.api.types.is_bool_dtype(whole)
+        counts = whole.dropna().value_counts(sort=True)
         limit = len(counts) if col == schema.label else self.max_categories
-        kept, rest = counts.index[:limit], counts.index[limit:]
-        values = [_json_scalar(x, numeric) for x in kept]
-        sketch = None
-        if numeric and len(rest):
-            tail = series[series.isin(rest)].to_numpy(np.float64)
-            sketch = np.quantile(tail, np.linspace(0, 1, 17), method="inverted_cdf")
-        return CategoricalCodec(col, values, numeric, sketch, bool(series.isna().any()), offset)
+        kept, rest = counts.index[:limit], counts.iloc[limit:].iloc[:MAX_OTHER_VALUES]
+        train = series.dropna().value_counts()
+        return CategoricalCodec(
+            col,
+            values=[_json_scalar(x, numeric) for x in kept],
+            numeric=numeric,
+            counts=[int(train.get(x, 0)) for x in kept],
+            other_values=[_json_scalar(x, numeric) for x in rest.index],
+            other_counts=[int(n) for n in rest],
+            has_nan=bool(whole.isna().any()),
+            offset=offset,
+        )
 
     # ---------------------------------------------------------------- encoding
 
@@ -408,10 +450,11 @@ class FlowTokenizer:
             j = self.columns.index(col)
             codec = self.codecs[j]
             if isinstance(codec, CategoricalCodec):
-                tok = int(codec.encode(pd.Series([value]))[0])
-                if tok == codec.other and _json_scalar(value, codec.numeric) not in codec.values:
+                if _json_scalar(value, codec.numeric) not in codec.values:
                     known = codec.values[:20]
-                    raise ValueError(f"{col}={value!r} was never seen in training; known: {known}")
+                    raise ValueError(f"{col}={value!r} is not a value the model knows exactly; "
+                                     f"known: {known}")  # fmt: skip
+                tok = int(codec.encode(pd.Series([value]))[0])
             else:
                 tok = int(codec.encode(np.asarray([float(value)]))[0])
             out[j + 1] = tok
@@ -447,9 +490,8 @@ class FlowTokenizer:
                                                np.asarray(c["sketch"]).reshape(-1, SKETCH_POINTS),
                                                tuple(c["specials"]), c["offset"]))  # fmt: skip
             else:
-                sketch = None if c["other_sketch"] is None else np.asarray(c["other_sketch"])
-                tok.codecs.append(CategoricalCodec(c["name"], c["values"], c["numeric"], sketch,
-                                                   c["has_nan"], c["offset"]))  # fmt: skip
+                c = {k: v for k, v in c.items() if k != "type"}
+                tok.codecs.append(CategoricalCodec(**c))
         return tok
 
 

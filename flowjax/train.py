@@ -100,7 +100,10 @@ class Prepared:
 def prepare_data(
     config: ml_collections.ConfigDict, data: str | os.PathLike, *, tokenizer_json: str | None = None
 ) -> Prepared:
-    """Loads flows, subsamples `config.data.fraction`, splits, fits the tokenizer on train, encodes.
+    """Loads flows, subsamples `config.data.fraction`, splits, fits the tokenizer, encodes.
+
+    The tokenizer's bins come from the training split, its vocabulary (categories, NaN
+    and Infinity tokens) from the whole table, so every split encodes.
 
     Args:
       config: the run config (uses `data` and `tokenizer`).
@@ -113,7 +116,8 @@ def prepare_data(
     dc = config.data
     if not 0 < dc.fraction <= 1:
         raise ValueError(f"config.data.fraction must be in (0, 1], got {dc.fraction}")
-    flows = load_flows(data, label=dc.label or None, policy=BadValuePolicy(nonfinite=dc.nonfinite))
+    flows = load_flows(data, label=dc.label or None, policy=BadValuePolicy(nonfinite=dc.nonfinite),
+                       derive=dc.derive)  # fmt: skip
     frame = flows.frame
     if dc.fraction < 1:
         frame = frame.sample(frac=dc.fraction, random_state=dc.split_seed).reset_index(drop=True)
@@ -122,7 +126,7 @@ def prepare_data(
     tr, va, te = split_indices(len(frame), labels, fractions=tuple(dc.split), seed=dc.split_seed)
     if tokenizer_json is None:
         tok = FlowTokenizer(mode=config.tokenizer.mode, n_bins=config.tokenizer.n_bins)
-        tok.fit(frame.iloc[tr], flows.schema)
+        tok.fit(frame.iloc[tr], flows.schema, vocabulary=frame)
     else:
         tok = FlowTokenizer.from_json(tokenizer_json)
     tokens = tok.encode(frame)

@@ -57,10 +57,12 @@ def _tokens(gen, n, *, batch_size, seed=0, condition=None, strategy=generate.DEF
 def test_generate_from_checkpoint_is_legal_and_conditioned(workdir, gens):
     df = generate.generate(workdir, 60, seed=3, condition={"Label": "DDoS"}, batch_size=16)
     tok = gens[1].tokenizer
-    assert tok.columns[0] == "Label" and list(df.columns) == list(tok.columns)
+    assert tok.columns[0] == "Label"  # the sentence starts with the label ...
+    real = pd.read_csv(workdir.parent / "flows.csv")
+    assert list(df.columns) == list(real.columns)  # ... the output has the input's order
+    assert (df.dtypes == real.dtypes).all()
     assert len(df) == 60 and (df["Label"] == "DDoS").all()
-    # categorical columns hold training values or the tokenizer's 'other' (NaN here)
-    assert df["Protocol"].isin([6, 17]).sum() > 30 and df["Protocol"].isin([6, 17, np.nan]).all()
+    assert df["Protocol"].isin([6, 17]).all()  # categories the column had, nothing else
 
     cond = {"Label": "PortScan", "Destination Port": "443"}
     tokens = _tokens(gens[8], 50, batch_size=16, condition=cond)
@@ -111,7 +113,7 @@ def test_shards_resume_to_identical_output_and_never_leave_partial_files(
 
     # Interrupt in the middle of the third shard: two shards are final, nothing else.
     out = tmp_path / "resumed"
-    real_decode = generate._decode
+    real_decode = generate.decode_rows
     calls = []
 
     def failing_decode(tok, tokens, *, seed, start):
@@ -120,10 +122,10 @@ def test_shards_resume_to_identical_output_and_never_leave_partial_files(
             raise KeyboardInterrupt
         return real_decode(tok, tokens, seed=seed, start=start)
 
-    monkeypatch.setattr(generate, "_decode", failing_decode)
+    monkeypatch.setattr(generate, "decode_rows", failing_decode)
     with pytest.raises(KeyboardInterrupt):
         generate.generate_to_files(gen, 150, out, **args)
-    monkeypatch.setattr(generate, "_decode", real_decode)
+    monkeypatch.setattr(generate, "decode_rows", real_decode)
     assert sorted(os.listdir(out)) == ["_manifest.json", "part-00000.parquet", "part-00001.parquet"]
 
     # A crash that left a temporary file behind, and a shard lost afterwards.
@@ -150,8 +152,40 @@ def test_single_files_match_generate(gens, tmp_path):
         path = generate.generate_to_files(gen, 40, tmp_path / name, seed=1, batch_size=16,
                                           progress=False)  # fmt: skip
         got = pd.read_parquet(path) if name.endswith("parquet") else pd.read_csv(path)
-        pd.testing.assert_frame_equal(got, expected, check_dtype=name.endswith("parquet"))
-    assert sorted(os.listdir(tmp_path)) == ["flows.csv", "flows.csv.gz", "flows.parquet"]
+        pd.testing.assert_frame_equal(got, expected)  # CSV too reads back in the same dtypes
+        sidecar = json.loads((tmp_path / f"{name}.schema.json").read_text())
+        assert [c["name"] for c in sidecar["columns"]] == list(expected.columns)
+    assert len(os.listdir(tmp_path)) == 6  # three files, three sidecars, nothing half-written
+
+
+def test_class_balance_is_exact_or_real(gens):
+    gen = gens[1]
+    uniform = generate.generate(gen, 301, class_balance="uniform", batch_size=64)
+    assert sorted(uniform["Label"].value_counts()) == [100, 100, 101]
+    custom = generate.generate(gen, 200, class_balance={"PortScan": 3, "BENIGN": 1}, batch_size=64)
+    assert custom["Label"].value_counts().to_dict() == {"PortScan": 150, "BENIGN": 50}
+    with pytest.raises(ValueError, match="'Heartbleed' is not a class"):
+        generate.generate(gen, 10, class_balance={"Heartbleed": 1})
+    with pytest.raises(ValueError, match="fixed by the condition"):
+        generate.generate(gen, 10, class_balance="uniform", condition={"Label": "DDoS"})
+    # 'real': each row's class drawn from the training shares (its forced label token).
+    plan = generate.class_plan(gen.tokenizer, "real")
+    real = generate.generate(gen, 500, batch_size=64, seed=4)
+    labels = plan.assign(500, 4)(np.arange(500))
+    codec = gen.tokenizer.codecs[0]
+    assert list(real["Label"]) == [codec.values[t - codec.offset] for t in labels]
+    n = 100_000
+    drawn = plan.assign(n, 0)(np.arange(n))
+    for token, share in zip(plan.tokens, plan.shares, strict=True):
+        assert abs((drawn == token).mean() - share) < 3 * np.sqrt(share * (1 - share) / n)
+
+
+def test_parse_class_balance():
+    assert generate.parse_class_balance("uniform") == "uniform"
+    assert generate.parse_class_balance('{"DDoS": 0.5, "BENIGN": 0.5}') == {"DDoS": 0.5,
+                                                                            "BENIGN": 0.5}
+    with pytest.raises(ValueError, match="JSON object"):
+        generate.parse_class_balance("DDoS")
 
 
 def test_parse_condition():

@@ -45,6 +45,11 @@ def _split(model):
     return nnx.split(model, nnx.Param, ...)
 
 
+def _free(batch: int) -> jax.Array:
+    """No forced tokens for any row."""
+    return jnp.full((batch, S), -1, jnp.int32)
+
+
 def test_peaked_model_gives_exact_output_and_honours_mask_and_forcing():
     g, p, r = _split(_Successor(V))
     mask = np.ones((S, V), bool)
@@ -52,20 +57,25 @@ def test_peaked_model_gives_exact_output_and_honours_mask_and_forcing():
     rows = jnp.arange(3, dtype=jnp.int32)
     for strategy in (sampling.Greedy(), sampling.Temperature(), sampling.TopK(2)):
         fn = sampling.make_sampler(g, strategy=strategy)
-        tokens, log_prob = fn(p, r, jax.random.key(0), rows, sampling.make_tables(mask))
+        tokens, log_prob = fn(p, r, jax.random.key(0), rows, sampling.make_tables(mask), _free(3))
         np.testing.assert_array_equal(tokens, np.tile(np.arange(S), (3, 1)))
         np.testing.assert_allclose(log_prob, 0.0, atol=1e-6)
     # token 4 is illegal at position 4: the runner-up (5) is taken and followed by 6, 7, ...
     masked = mask.copy()
     masked[4, 4] = False
-    # position 7 forced to token 12: the scan feeds it on, so 13, 14 follow.
-    forced = np.full(S, -1, np.int32)
-    forced[7] = 12
+    # Row 0: position 7 forced to token 12: the scan feeds it on, so 13, 14 follow.
+    # Row 1: position 2 forced to token 8. Row 2: free.
+    forced = np.full((3, S), -1, np.int32)
+    forced[0, 7], forced[1, 2] = 12, 8
+    tables = sampling.make_tables(masked)
     fn = sampling.make_sampler(g, strategy=sampling.Temperature())
-    tokens, log_prob = fn(p, r, jax.random.key(0), rows, sampling.make_tables(masked, forced))
+    tokens, log_prob = fn(p, r, jax.random.key(0), rows, tables,
+                          sampling.local_forced(tables, forced))  # fmt: skip
     np.testing.assert_array_equal(tokens[0], [0, 1, 2, 3, 5, 6, 7, 12, 13, 14])
-    # log p(5) = 0 once the mask renormalises; the forced 12 scores log p(12 | 7) = -1e4
-    np.testing.assert_allclose(log_prob, -1e4, rtol=1e-6)
+    np.testing.assert_array_equal(tokens[1], [0, 1, 8, 9, 10, 11, 12, 13, 14, 15])
+    np.testing.assert_array_equal(tokens[2], [0, 1, 2, 3, 5, 6, 7, 8, 9, 10])
+    # log p(5) = 0 once the mask renormalises; each forced token scores -1e4
+    np.testing.assert_allclose(log_prob, [-1e4, -1e4, 0.0], atol=1e-2)
 
 
 @pytest.mark.parametrize("module", [rnn, wavenet, transformer], ids=lambda m: m.__name__)
@@ -79,7 +89,7 @@ def test_scan_log_prob_and_greedy_match_teacher_forcing(module):
     key = jax.random.key(3)
 
     tokens, log_prob = sampling.make_sampler(g, strategy=sampling.Temperature())(
-        p, r, key, rows, tables
+        p, r, key, rows, tables, _free(32)
     )
     assert mask[np.arange(S), np.asarray(tokens)].all(), "an illegal token was drawn"
     assert len({tuple(t) for t in np.asarray(tokens)}) > 16, "rows should differ"
@@ -87,7 +97,7 @@ def test_scan_log_prob_and_greedy_match_teacher_forcing(module):
                                rtol=1e-5)  # fmt: skip
 
     tokens, log_prob = sampling.make_sampler(g, strategy=sampling.Greedy())(
-        p, r, key, rows[:4], tables
+        p, r, key, rows[:4], tables, _free(4)
     )
     logits = model(tokens[:, :-1], train=False)
     argmax = jnp.argmax(jnp.where(mask[None, 1:], logits, -jnp.inf), axis=-1)
@@ -96,7 +106,7 @@ def test_scan_log_prob_and_greedy_match_teacher_forcing(module):
                                rtol=1e-5)  # fmt: skip
 
     cold = sampling.Temperature(0.7)
-    tokens, log_prob = sampling.make_sampler(g, strategy=cold)(p, r, key, rows, tables)
+    tokens, log_prob = sampling.make_sampler(g, strategy=cold)(p, r, key, rows, tables, _free(32))
     expected = sampling.sequence_log_prob(model, tokens, mask, temperature=0.7)
     np.testing.assert_allclose(log_prob, expected, rtol=1e-5)
 
@@ -151,16 +161,16 @@ def test_tables_window_and_validation():
     mask[1, 10:20] = True
     mask[2, 30:33] = True
     mask[3, 95:100] = True
-    forced = np.array([0, 15, -1, -1], np.int32)
-    tables = sampling.make_tables(mask, forced)
+    tables = sampling.make_tables(mask)
     assert tables.legal.shape == (4, 10)  # the widest column, not the vocabulary
     lo = np.asarray(tables.lo)
     for p in range(4):  # the window keeps exactly the legal tokens
         np.testing.assert_array_equal(mask[p, lo[p] : lo[p] + 10], tables.legal[p])
         assert mask[p].sum() == np.asarray(tables.legal[p]).sum()
-    assert lo[1] + int(tables.forced[1]) == 15
+    local = sampling.local_forced(tables, np.array([0, 15, -1, -1], np.int32))
+    assert lo[1] + local[1] == 15 and list(local[[0, 2, 3]]) == [-1, -1, -1]
     with pytest.raises(ValueError, match="not legal at position 2"):
-        sampling.make_tables(mask, np.array([0, -1, 40, -1], np.int32))
+        sampling.local_forced(tables, np.array([[0, -1, -1, -1], [0, -1, 40, -1]], np.int32))
     empty = mask.copy()
     empty[2] = False
     with pytest.raises(ValueError, match="position 2 allows no token"):

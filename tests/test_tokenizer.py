@@ -53,15 +53,56 @@ def test_round_trip_per_column(decode_values, binning):
 
 def test_legal_mask_partitions_the_vocabulary():
     frame, schema = table()
-    tok = FlowTokenizer().fit(frame, schema)
+    tok = FlowTokenizer(max_categories=4).fit(frame, schema)
     mask = tok.legal_mask()
     assert mask.shape == (tok.seq_len, tok.vocab_size)
     assert mask[0].sum() == 1 and mask[0, 0]
     assert (mask[1:].sum(axis=0)[1:] == 1).all()  # each token belongs to exactly one column
     tokens = tok.encode(frame)
     assert mask[np.arange(tok.seq_len)[None, :], tokens].all()
-    # The label column holds exactly the three classes and the 'other' token.
-    assert mask[1].sum() == 3 + 1
+    # The label holds exactly its three classes: no 'other' token, no NaN token.
+    assert mask[1].sum() == 3
+    protocol = tok.codecs[tok.columns.index("Protocol")]
+    assert protocol.size == 2 and not protocol.has_other and not protocol.has_nan
+    port = tok.codecs[tok.columns.index("Destination Port")]
+    assert port.has_other  # 4 common ports kept exactly, 21 rare ones behind 'other'
+
+
+def test_other_decodes_to_real_rare_values_by_frequency():
+    frame, schema = table()
+    frame["proto"] = np.where(np.arange(len(frame)) < 1900, "tcp", "udp")
+    frame.loc[1900:1949, "proto"] = "gre"  # rare with max_categories=1: 50 gre, 40 udp, 10 esp
+    frame.loc[1950:1959, "proto"] = "esp"
+    schema = infer_schema(frame, label="Label", dialect="unknown")
+    tok = FlowTokenizer(max_categories=1).fit(frame, schema)
+    j = tok.columns.index("proto")
+    codec = tok.codecs[j]
+    tokens = tok.encode(frame)
+    tokens[:, 1 + j] = codec.other  # every row asks for a rare value
+    decoded = tok.decode(tokens, seed=1)["proto"]
+    assert set(decoded) == {"udp", "gre", "esp"}  # real values only, never a placeholder
+    shares = decoded.value_counts(normalize=True)
+    assert abs(shares["esp"] - 10 / 100) < 0.03 and abs(shares["gre"] - 50 / 100) < 0.04
+    ports = tok.decode(np.where(tok.legal_mask()[None, 1:].any(-1), tokens[:, 1:], 0))
+    assert not ports["Destination Port"].isna().any()
+
+
+def test_vocabulary_comes_from_the_whole_table():
+    frame, schema = table()
+    frame["Flow Bytes/s"] = frame["Flow Bytes/s"].fillna(1.0)
+    frame.loc[5, "Flow Bytes/s"] = np.nan  # the only NaN: not in the training rows below
+    frame.loc[6, "Flow Bytes/s"] = -np.inf
+    train = frame.iloc[10:]
+    tok = FlowTokenizer().fit(train, schema, vocabulary=frame)
+    tokens = tok.encode(frame)  # every row encodes, whatever the split
+    codec = tok.codecs[tok.columns.index("Flow Bytes/s")]
+    assert codec.specials == ("nan", "posinf", "neginf")
+    assert tok.decode(tokens)["Flow Bytes/s"].isna().sum() == 1
+    alone = FlowTokenizer().fit(train, schema)
+    with pytest.raises(ValueError, match="NaN, and the table"):
+        alone.encode(frame)
+    with pytest.raises(ValueError, match="-Infinity, and the table"):
+        alone.encode(frame.iloc[6:7])
 
 
 def test_paper_mode_pooled_percentiles():
@@ -101,18 +142,20 @@ def test_json_round_trip_gives_identical_encodes():
 
 def test_unseen_values_map_to_edge_bins():
     frame, schema = table()
-    tok = FlowTokenizer().fit(frame, schema)
+    tok = FlowTokenizer(max_categories=4).fit(frame, schema)
     codec = tok.codecs[tok.columns.index("Total Fwd Packets")]
     unseen = frame.head(3).copy()
     unseen["Total Fwd Packets"] = [-1e12, 1e12, 7]
     unseen["Destination Port"] = [99999, 80, 1]
-    unseen["Label"] = ["NeverSeen", "BENIGN", "DDoS"]
     tokens = tok.encode(unseen)
     j = 1 + tok.columns.index("Total Fwd Packets")
     assert tokens[0, j] == codec.offset and tokens[1, j] == codec.offset + codec.size - 1
-    label_codec = tok.codecs[0]
-    assert tokens[0, 1] == label_codec.other  # an unseen class goes to 'other', no crash
+    port = tok.codecs[tok.columns.index("Destination Port")]
+    assert tokens[0, 1 + tok.columns.index("Destination Port")] == port.other
     assert tok.legal_mask()[np.arange(tok.seq_len)[None, :], tokens].all()
+    unseen["Label"] = ["NeverSeen", "BENIGN", "DDoS"]  # the label has no 'other': a clear error
+    with pytest.raises(ValueError, match="'Label', row 0: value 'NeverSeen' is not in the table"):
+        tok.encode(unseen)
 
 
 def test_condition_tokens():
@@ -122,7 +165,7 @@ def test_condition_tokens():
     assert cond[0] == 0 and (cond[3:] == -1).sum() >= 1
     decoded = tok.decode(np.where(cond < 0, tok.encode(frame.head(1))[0], cond)[None, :])
     assert decoded["Label"][0] == "DDoS" and decoded["Protocol"][0] == 17
-    with pytest.raises(ValueError, match="never seen in training"):
+    with pytest.raises(ValueError, match="not a value the model knows"):
         tok.condition_tokens({"Label": "Heartbleed"})
     with pytest.raises(ValueError, match="not a sentence column"):
         tok.condition_tokens({"Nope": 1})

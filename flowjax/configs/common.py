@@ -8,7 +8,8 @@ families fill `model` and override the rest per preset):
 - `tokenizer`: `mode` ('per_column' or the study's pooled 'paper' alphabet), `n_bins`.
 - `data`: `label` column (empty: auto), `fraction` of the flows used,
   `nonfinite` ('token', 'drop' or 'clip'; paper mode has no NaN/Infinity
-  symbol), `split` fractions and `split_seed`.
+  symbol), `derive` (compute the columns that are exact functions of others
+  instead of modelling them; `flowjax.relations`), `split` fractions and `split_seed`.
 - `optimizer`: `name` ('adamw' or 'sgd'), peak `learning_rate`, linear
   `warmup_steps`, cosine decay to `min_lr_ratio` x peak, `weight_decay`,
   `b1`/`b2`, global-norm `clip_norm` (0: off).
@@ -44,6 +45,7 @@ def base_config() -> ml_collections.ConfigDict:
             "label": config_dict.placeholder(str),
             "fraction": 1.0,
             "nonfinite": "token",
+            "derive": True,
             "split": (0.8, 0.1, 0.1),
             "split_seed": 0,
         }
@@ -68,7 +70,7 @@ def base_config() -> ml_collections.ConfigDict:
     config.checkpoint_every = 1000
     config.keep_checkpoints = 3
     config.seed = 0
-    config.mask_logits = False
+    config.mask_logits = True
     return config
 
 
@@ -77,6 +79,7 @@ def paper_settings(config: ml_collections.ConfigDict) -> None:
     config.tokenizer.mode = "paper"
     config.tokenizer.n_bins = 49
     config.data.nonfinite = "clip"
+    config.data.derive = False  # the study modelled every numeric column
 
 
 def tiny_settings(config: ml_collections.ConfigDict) -> None:
