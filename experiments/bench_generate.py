@@ -94,11 +94,12 @@ def ours_rows_per_s(graphdef, params, rest, tables, batch: int, repeats: int) ->
     """Rows/s of the scan sampler at `batch` rows (median of `repeats` warm runs)."""
     fn = sampling.make_sampler(graphdef, strategy=sampling.Temperature())
     key = jax.random.key(0)
+    free = jnp.full((batch, tables.legal.shape[0]), -1, jnp.int32)  # nothing forced
     times = []
     for i in range(repeats + 1):
         rows = jnp.arange(i * batch, (i + 1) * batch, dtype=jnp.int32)
         start = time.perf_counter()
-        jax.block_until_ready(fn(params, rest, key, rows, tables))
+        jax.block_until_ready(fn(params, rest, key, rows, tables, free))
         times.append(time.perf_counter() - start)
     return batch / float(np.median(times[1:]))
 

@@ -3,6 +3,12 @@
 python -m experiments.generate --workdir=runs/rnn_paper --num_flows=10000000 --out=out/rnn_10m
 python -m experiments.generate --workdir=runs/rnn --num_flows=10000 --out=ddos.csv \
     --condition="Label=DDoS" --strategy=top_p --top_p=0.95
+python -m experiments.generate --workdir=runs/rnn --num_flows=50000 --out=infiltration.csv \
+    --class_balance='{"Infiltration": 1}'
+
+Every output has the input's columns, order and dtypes; <out>.schema.json says how each
+column was produced (modelled, computed from a relation, constant, row index) and which
+could not be (IP addresses, timestamps).
 
 An --out ending in .csv, .csv.gz or .parquet is one file; anything else is a directory
 of Parquet shards that a rerun with the same flags resumes.
@@ -19,6 +25,9 @@ flags.DEFINE_integer("batch_size", 4096, "rows per device chunk (all devices tog
 flags.DEFINE_string("out", None, "output .csv/.csv.gz/.parquet file, or a shard directory")
 flags.DEFINE_integer("seed", 0, "root seed; row r's symbols depend only on (seed, r)")
 flags.DEFINE_string("condition", "", "fixed columns, e.g. 'Label=DDoS,Protocol=6'")
+flags.DEFINE_string("class_balance", "real",
+                    "label shares: 'real' (training shares), 'uniform' (exact), or a JSON object "
+                    "of class: share, e.g. '{\"Infiltration\": 1}' (exact)")  # fmt: skip
 flags.DEFINE_enum("strategy", "temperature", ["greedy", "temperature", "top_k", "top_p"],
                   "sampling strategy")  # fmt: skip
 flags.DEFINE_float("temperature", 1.0, "softmax temperature")
@@ -42,6 +51,7 @@ def main(argv):
         FLAGS.out,
         seed=FLAGS.seed,
         condition=generate.parse_condition(FLAGS.condition),
+        class_balance=generate.parse_class_balance(FLAGS.class_balance),
         batch_size=FLAGS.batch_size,
         strategy=strategy,
         shard_rows=FLAGS.shard_rows,

@@ -3,7 +3,8 @@
   python -m experiments.run                      # on the lab capture that flowjax ships
   python -m experiments.run --data=flows.csv     # on your own flow table
 
-Writes <workdir>/synthetic.csv, <workdir>/report/{report.md,report.json,*.png} and the
+Writes <workdir>/synthetic.csv (the input's columns, order and dtypes; how each column was
+produced in synthetic.csv.schema.json), <workdir>/report/{report.md,report.json,*.png} and the
 checkpoints under <workdir>/model; prints the headline table. About 5-8 minutes on a
 2-core CPU with the defaults.
 """
@@ -13,7 +14,7 @@ from pathlib import Path
 import jax
 from absl import app, flags, logging
 
-from flowjax import pipeline
+from flowjax import pipeline, table
 
 flags.DEFINE_string("data", "lab", "flow table (CSV, CSV.gz, Parquet) or a shipped dataset name")
 flags.DEFINE_string("workdir", "runs/main", "output directory (checkpoints, flows, report)")
@@ -40,6 +41,7 @@ def main(argv):
         seed=FLAGS.seed, report_dir=workdir / "report",
     )  # fmt: skip
     pipeline.write_atomic(workdir / "synthetic.csv", result.synthetic.to_csv(index=False))
+    table.write_sidecar(workdir / "synthetic.csv", result.schema)
     report = result.reports[FLAGS.num_flows]
     print(report.to_markdown())
     print(pipeline.markdown_table([pipeline.summary_row(result)]))

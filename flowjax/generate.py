@@ -395,6 +395,10 @@ def _open_manifest(out: Path, record: dict) -> None:
     _write_atomic(path, json.dumps(record, indent=2))
 
 
+def _arrow_type(dtype) -> pa.DataType:
+    return pa.string() if dtype.kind == "O" else pa.from_numpy_dtype(dtype)
+
+
 class _Sink:
     """One output file written through a temporary name: CSV (optionally gzipped) or Parquet.
 
@@ -413,10 +417,7 @@ class _Sink:
             self.file = opener(self.tmp, "wt", newline="")
             self.header = True
         else:
-            self.schema = pa.schema([
-                (c, pa.string() if empty[c].dtype == object else pa.from_numpy_dtype(empty[c].dtype))
-                for c in empty.columns
-            ])  # fmt: skip
+            self.schema = pa.schema([(c, _arrow_type(empty[c].dtype)) for c in empty.columns])
             self.writer = pq.ParquetWriter(str(self.tmp), self.schema)
 
     def write(self, frame: pd.DataFrame) -> None:

@@ -47,7 +47,8 @@ class ModelResult:
     train_metrics: dict
     seconds: dict
     reports: dict  # number of synthetic flows -> EvalReport
-    synthetic: pd.DataFrame
+    synthetic: pd.DataFrame  # the generated table, every output column
+    schema: object = None  # the tokenizer's schema (flowjax.schema.Schema)
 
 
 def real_tables(prepared: train.Prepared) -> RealTables:
@@ -142,12 +143,13 @@ def run_model(
     t1 = time.perf_counter()
     real = real_tables(prepared)
     largest = max(num_flows)
-    synthetic = generate.generate(gen, largest, seed=seed)[list(real.train.columns)]
+    synthetic = generate.generate(gen, largest, seed=seed)
+    scored = synthetic[list(real.train.columns)]
     t2 = time.perf_counter()
     reports = {}
     common = dict(categorical=real.categorical, label=real.label, seed=seed, **(eval_kwargs or {}))
     for n in sorted(num_flows):
-        sample = synthetic.iloc[:n]
+        sample = scored.iloc[:n]
         if n == largest:
             reports[n] = fjeval.evaluate(real.train, real.holdout, sample, **common)
         else:
@@ -156,11 +158,12 @@ def run_model(
     t3 = time.perf_counter()
     if report_dir is not None:
         fjeval.write_report(reports[largest], report_dir, train=real.train,
-                            holdout=real.holdout, synthetic=synthetic)  # fmt: skip
+                            holdout=real.holdout, synthetic=scored)  # fmt: skip
     seconds = {"train": t1 - t0, "generate": t2 - t1, "evaluate": t3 - t2}
     logging.info("%s: train %.1f s, generate %.1f s, evaluate %.1f s",
                  config.model.name, *seconds.values())  # fmt: skip
-    return ModelResult(config.model.name, metrics, seconds, reports, synthetic)
+    return ModelResult(config.model.name, metrics, seconds, reports, synthetic,
+                       gen.tokenizer.schema)  # fmt: skip
 
 
 def write_atomic(path: str | os.PathLike, text: str) -> None:

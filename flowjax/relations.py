@@ -40,7 +40,9 @@ class Formula:
 
     `op` is 'div', 'floor' (the Java meter's integer Down/Up ratio) or 'square' (variance
     from std: numerator is the std, no denominator). Where the denominator is zero the
-    target takes `at_zero`: a number, or 'ieee' for x/0 = +-inf, 0/0 = NaN.
+    target takes `at_zero`: a number, or 'ieee' for x/0 = +-inf and 0/0 = `zero_by_zero`
+    ('nan' where the column has NaN, else the column's own value for x/0, so that a
+    computed column never holds a NaN the real one did not have).
     """
 
     target: str
@@ -50,6 +52,7 @@ class Formula:
     scale: float = 1.0
     op: str = "div"
     at_zero: float | str = 0.0
+    zero_by_zero: str = "nan"
 
     @property
     def inputs(self) -> tuple[str, ...]:
@@ -66,8 +69,8 @@ class Formula:
         if self.op == "floor":
             out = np.floor(out)
         if self.at_zero != "ieee":
-            out = np.where(den == 0, float(self.at_zero), out)
-        return out
+            return np.where(den == 0, float(self.at_zero), out)
+        return np.where((den == 0) & (num == 0), float(self.zero_by_zero), out)
 
     def describe(self) -> str:
         num = " + ".join(self.numerator)
@@ -372,6 +375,8 @@ def _find_formulas(frame: pd.DataFrame, keys: dict[str, str], free: set[str]) ->
                 if at_zero is None:
                     continue
                 f = dataclasses.replace(f, at_zero=at_zero)
+                if at_zero == "ieee" and not np.isnan(actual).any():
+                    f = dataclasses.replace(f, zero_by_zero=str(actual[zero_den][0]))
             ok = _holds(actual, f.compute(frame))
             if ok.mean() >= MIN_SUPPORT:
                 found[t] = (f, int(ok.sum()))

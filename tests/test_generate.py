@@ -182,8 +182,10 @@ def test_class_balance_is_exact_or_real(gens):
 
 def test_parse_class_balance():
     assert generate.parse_class_balance("uniform") == "uniform"
-    assert generate.parse_class_balance('{"DDoS": 0.5, "BENIGN": 0.5}') == {"DDoS": 0.5,
-                                                                            "BENIGN": 0.5}
+    assert generate.parse_class_balance('{"DDoS": 0.5, "BENIGN": 0.5}') == {
+        "DDoS": 0.5,
+        "BENIGN": 0.5,
+    }
     with pytest.raises(ValueError, match="JSON object"):
         generate.parse_class_balance("DDoS")
 

@@ -38,7 +38,10 @@ def test_java_dialect(tmp_path):
     assert r.rows_read == 5 and r.header_rows_removed == 1 and r.rows_kept == 4
     assert "Fwd Header Length.1" in f.columns  # kept: generated tables write it as a copy
     assert "Fwd Header Length.1 = Fwd Header Length (holds on 4 of 4 rows)" in r.dependencies
-    assert r.excluded_columns["Fwd Header Length.1"] == "computed: Fwd Header Length.1 = Fwd Header Length"
+    assert (
+        r.excluded_columns["Fwd Header Length.1"]
+        == "computed: Fwd Header Length.1 = Fwd Header Length"
+    )
     assert "Label" in f.columns and "Destination Port" in f.columns  # names stripped
     assert s.label == "Label"
     assert r.nonfinite["Flow Bytes/s"] == {"NaN": 1, "+Infinity": 1}
