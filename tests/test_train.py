@@ -86,7 +86,10 @@ def test_eight_devices_match_one(family):
         finals.append((jax.device_get(state), losses))
     (one, losses1), (eight, losses8) = finals
     np.testing.assert_allclose(losses1, losses8, rtol=1e-5)
-    _params_close(one["params"], eight["params"], atol=1e-5)
+    # Adam's first updates are about lr x sign(g): where a gradient is within float noise of
+    # zero, the all-reduce order can move that parameter ~1e-5 either way (1.07e-5 seen for
+    # one Transformer bias on this project's 2-core EPYC, on the code before this bound).
+    _params_close(one["params"], eight["params"], atol=5e-5)
     _params_close(one["rest"], eight["rest"], atol=1e-5)  # BatchNorm statistics
     if family == "wavenet":  # the statistics compared above really moved
         stats = jax.tree.leaves(one["rest"])
