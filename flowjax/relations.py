@@ -330,6 +330,7 @@ CHAINS = (
     *[(f"subflow_{d}_{u}", f"{t}_{d}_pkts") for d in ("fwd", "bwd")
       for u, t in (("pkts", "tot"), ("byts", "totlen"))],
     ("fwd_act_data_pkts", "tot_fwd_pkts"),
+    ("src_bytes", "bytes"),  # Argus: the source's bytes are part of the flow's
 )  # fmt: skip
 # Candidate per-unit bounds by canonical key: (total, count); the range is read off the data.
 BOUNDS = (("bytes", "packets"), ("totlen_fwd_pkts", "tot_fwd_pkts"),
