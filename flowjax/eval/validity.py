@@ -3,10 +3,12 @@
 Columns are found by their canonical key (`flowjax.dialects`), so the same rules
 work on CIC Java names (`Flow Bytes/s`), Python cicflowmeter names
 (`flow_byts_s`) and NetFlow names (`byt`, `pkt`, `td`). A rule whose columns are
-absent is not applicable and is left out. Durations are in microseconds and
-rates per second, as both CICFlowMeters write them. Real CIC data breaks a few
-rules in a few rows (`Flow IAT Min` = -1), which is why the holdout's pass
-rate is the reference, not 100 %.
+absent is not applicable and is left out. The rules are calibrated per dialect:
+durations are compared in microseconds, as the Java CICFlowMeter writes them (the
+Python meter's seconds are converted), rates per second; Argus' hexadecimal ICMP
+"ports" (`0x0303`) are read as numbers and its protocol names (rtp, rtcp, arp)
+are known. Real CIC data breaks a few rules in a few rows (`Flow IAT Min` = -1),
+which is why the holdout's pass rate is the reference, not 100 %.
 """
 
 from __future__ import annotations
@@ -52,8 +54,10 @@ FAMILIES = (
 PROTOCOL_NUMBERS = frozenset({0, 1, 2, 4, 6, 17, 41, 47, 50, 51, 58, 89, 103, 112, 132})
 PROTOCOL_NAMES = frozenset(
     {"hopopt", "icmp", "igmp", "ipip", "ipv4", "tcp", "udp", "ipv6", "gre", "esp", "ah",
-     "icmpv6", "ipv6-icmp", "ospf", "pim", "vrrp", "sctp"}
+     "icmpv6", "ipv6-icmp", "ospf", "pim", "vrrp", "sctp",
+     "arp", "rarp", "rtp", "rtcp", "llc", "ipx/spx", "udt"}  # and Argus' names
 )  # fmt: skip
+SECONDS_DIALECTS = frozenset({"cicflowmeter-python"})  # meters that write durations in seconds
 
 Columns = dict[str, np.ndarray]  # canonical key -> float64 [N]
 Rule = Callable[[Columns, dict[str, pd.Series]], np.ndarray | None]
@@ -202,16 +206,36 @@ RULES: dict[str, tuple[str, Rule]] = {
 }
 
 
+def _numbers(values: pd.Series, *, empty: float = np.nan) -> np.ndarray:
+    """float64 [N]: the column as numbers; hexadecimal text ('0x0303', Argus) included,
+    empty text cells as `empty`."""
+    out = pd.to_numeric(values, errors="coerce").to_numpy(np.float64, copy=True)
+    if not pd.api.types.is_numeric_dtype(values):
+        text = values.astype(str).str.strip().str.lower()
+        hexa = text.str.fullmatch(r"0x[0-9a-f]+").to_numpy()
+        out[hexa] = [int(x, 16) for x in text[hexa]]
+        out[(text == "").to_numpy()] = empty
+    return out
+
+
 def check_rows(frame: pd.DataFrame) -> pd.DataFrame:
     """bool [N, applicable rules]: True where a row passes a rule."""
     keys = dialects.canonical_columns(frame.columns)
     raw = {k: frame[col] for col, k in keys.items()}
-    text = dialects.IP_KEYS | dialects.TIME_KEYS | dialects.ID_KEYS | {"label", "protocol"}
+    text = (
+        dialects.IP_KEYS
+        | dialects.TIME_KEYS
+        | dialects.ID_KEYS
+        | {"label", "protocol", "tcp_flags"}
+    )
+    # Argus leaves the ports of portless protocols (IGMP, some ICMP) empty: port 0, as NetFlow.
     c = {
-        k: pd.to_numeric(v, errors="coerce").to_numpy(np.float64)
+        k: _numbers(v, empty=0.0 if k in dialects.PORT_KEYS else np.nan)
         for k, v in raw.items()
         if k not in text
     }
+    if "flow_duration" in c and dialects.detect_dialect(frame.columns) in SECONDS_DIALECTS:
+        c["flow_duration"] = c["flow_duration"] * 1e6
     results = {}
     for name, (_, rule) in RULES.items():
         mask = rule(c, raw)
