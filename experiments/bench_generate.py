@@ -25,13 +25,11 @@ from absl import app, flags
 from flax import nnx
 
 from experiments import SHARED_DATA
-from flowjax import models, sampling, train
-from flowjax.configs import rnn, transformer, wavenet
+from flowjax import configs, models, sampling, train
 
-_FAMILIES = {"wavenet": wavenet, "rnn": rnn, "transformer": transformer}
 _DDOS = SHARED_DATA / "cicids2017_mlcve_friday_afternoon_ddos_head10k.csv.gz"
 flags.DEFINE_string("data", str(_DDOS), "flow table the tokenizer is fitted on (sets V, length)")
-flags.DEFINE_list("families", list(_FAMILIES), "model families")
+flags.DEFINE_list("families", list(configs.FAMILIES), "model families")
 flags.DEFINE_list("presets", ["paper", "default"], "config presets")
 flags.DEFINE_list("batch_sizes", ["64", "256", "1024", "4096"], "sampler batch sizes")
 flags.DEFINE_integer("repeats", 3, "timed runs per batch size (median)")
@@ -147,7 +145,7 @@ def main(argv):
     results = []
     for family in FLAGS.families:
         for preset in FLAGS.presets:
-            config = _FAMILIES[family].get_config(preset)
+            config = configs.get_config(family, preset)
             mode = config.tokenizer.mode
             if mode not in tokenizers:
                 tokenizers[mode] = train.prepare_data(config, FLAGS.data).tokenizer

@@ -23,18 +23,16 @@ import numpy as np
 from absl import app, flags
 from flax import nnx
 
-from flowjax import parallel, train
-from flowjax.configs import rnn, transformer, wavenet
+from flowjax import configs, parallel, train
 from flowjax.models import model_config_from
 
 FLAGS = flags.FLAGS
 flags.DEFINE_integer("batch_size", 128, "Global batch (sentences per step) for every preset.")
 flags.DEFINE_float("seconds", 10.0, "Timed seconds per preset (after compilation).")
-flags.DEFINE_list("families", ["wavenet", "rnn", "transformer"], "Model families to time.")
+flags.DEFINE_list("families", list(configs.FAMILIES), "Model families to time.")
 flags.DEFINE_list("presets", ["paper", "default"], "Presets to time.")
 flags.DEFINE_integer("matmul_size", 2048, "Side of the square float32 matmul used as reference.")
 
-FAMILIES = {"wavenet": wavenet, "rnn": rnn, "transformer": transformer}
 # (vocabulary, sentence length) of the DDoS file in each tokenizer mode.
 SHAPES = {"paper": (50, 68), "per_column": (2258, 69)}
 
@@ -62,7 +60,7 @@ def model_flops_per_symbol(graphdef, state, *, seq_len: int, attention_layers: i
 
 def bench_preset(family: str, preset: str, mesh) -> dict:
     """Times the train step of one preset; returns its figures."""
-    config = FAMILIES[family].get_config(preset)
+    config = configs.get_config(family, preset)
     vocab, seq_len = SHAPES[config.tokenizer.mode]
     model_cfg = model_config_from(config.model)
     tcfg = train.TrainConfig.from_config(config)

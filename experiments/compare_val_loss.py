@@ -20,19 +20,16 @@ from pathlib import Path
 
 from absl import app, flags, logging
 
-from flowjax import train
-from flowjax.configs import rnn, transformer, wavenet
+from flowjax import configs, train
 
 FLAGS = flags.FLAGS
 flags.DEFINE_string("data", None, "Flow file or dataset name.")
 flags.DEFINE_string("workdir", None, "Root directory; one run directory per model and preset.")
 flags.DEFINE_integer("steps", 1000, "Training steps for every run.")
 flags.DEFINE_integer("batch_size", 0, "Batch size for every run (0: each preset's own).")
-flags.DEFINE_list("families", ["wavenet", "rnn", "transformer"], "Model families.")
+flags.DEFINE_list("families", list(configs.FAMILIES), "Model families.")
 flags.DEFINE_list("presets", ["paper", "default"], "Presets to compare.")
 flags.mark_flags_as_required(["data", "workdir"])
-
-FAMILIES = {"wavenet": wavenet, "rnn": rnn, "transformer": transformer}
 
 
 def main(argv: list[str]) -> None:
@@ -43,11 +40,7 @@ def main(argv: list[str]) -> None:
     rows = []
     for family in FLAGS.families:
         for preset in FLAGS.presets:
-            config = FAMILIES[family].get_config(preset)
-            config.num_steps = FLAGS.steps
-            config.eval_every = FLAGS.steps
-            config.checkpoint_every = FLAGS.steps
-            config.log_every = max(FLAGS.steps // 10, 1)
+            config = configs.with_steps(configs.get_config(family, preset), FLAGS.steps)
             if FLAGS.batch_size:
                 config.batch_size = FLAGS.batch_size
             workdir = Path(FLAGS.workdir) / f"{family}_{preset}"

@@ -17,7 +17,7 @@ import jax
 from absl import app, flags, logging
 
 from experiments import SHARED_DATA
-from flowjax import pipeline
+from flowjax import configs, files, pipeline
 
 flags.DEFINE_string("data", str(SHARED_DATA / "cicids2017_mlcve_sample_grouped7.csv.gz"),
                     "real flow table")  # fmt: skip
@@ -37,9 +37,7 @@ PAPER = {"wavenet": 69.2, "rnn": 87.9, "transformer": 84.9}
 def _config(family: str, preset: str):
     config = pipeline.model_config(family, preset)
     if FLAGS.steps is not None:
-        config.num_steps = FLAGS.steps
-        config.eval_every = max(1, FLAGS.steps // 4)
-        config.checkpoint_every = FLAGS.steps
+        configs.with_steps(config, FLAGS.steps)
         if "warmup_steps" in config.optimizer and config.optimizer.warmup_steps >= FLAGS.steps:
             config.optimizer.warmup_steps = max(0, FLAGS.steps // 10)
     return config
@@ -77,8 +75,8 @@ def main(argv):
     header = (f"Data: `{FLAGS.data}`; sizes {sizes}; steps {FLAGS.steps or 'preset'}; "
               f"seed {FLAGS.seed}; {jax.device_count()} x {jax.devices()[0].platform}; "
               f"total {time.perf_counter() - start:.0f} s.\n\n")  # fmt: skip
-    pipeline.write_atomic(workdir / "table2.md", header + table)
-    pipeline.write_atomic(workdir / "table2.json", pipeline.to_json(ordered))
+    files.write_atomic(workdir / "table2.md", header + table)
+    files.write_atomic(workdir / "table2.json", pipeline.to_json(ordered))
     print(header + table)
     print(f"wrote {workdir / 'table2.md'}")
 

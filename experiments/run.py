@@ -14,7 +14,7 @@ from pathlib import Path
 import jax
 from absl import app, flags, logging
 
-from flowjax import pipeline, table
+from flowjax import configs, files, pipeline, table
 
 flags.DEFINE_string("data", "lab", "flow table (CSV, CSV.gz, Parquet) or a shipped dataset name")
 flags.DEFINE_string("workdir", "runs/main", "output directory (checkpoints, flows, report)")
@@ -32,15 +32,13 @@ def main(argv):
     logging.set_verbosity(logging.INFO)
     logging.info("jax %s on %s", jax.__version__, jax.devices())
     config = pipeline.model_config(FLAGS.model, FLAGS.preset)
-    config.num_steps = FLAGS.steps
-    config.checkpoint_every = max(1, FLAGS.steps // 3)
-    config.eval_every = max(1, FLAGS.steps // 5)
+    configs.with_steps(config, FLAGS.steps)
     workdir = Path(FLAGS.workdir)
     result = pipeline.run_model(
         config, data=FLAGS.data, workdir=workdir / "model", num_flows=(FLAGS.num_flows,),
         seed=FLAGS.seed, report_dir=workdir / "report",
     )  # fmt: skip
-    pipeline.write_atomic(workdir / "synthetic.csv", result.synthetic.to_csv(index=False))
+    files.write_atomic(workdir / "synthetic.csv", result.synthetic.to_csv(index=False))
     table.write_sidecar(workdir / "synthetic.csv", result.schema)
     report = result.reports[FLAGS.num_flows]
     print(report.to_markdown())

@@ -19,6 +19,7 @@ from typing import Any
 import pandas as pd
 from absl import app, flags
 
+import flowjax.configs
 import flowjax.generate
 import flowjax.io
 import flowjax.pipeline
@@ -34,6 +35,7 @@ flags.DEFINE_string("model", "rnn", "model family")
 flags.DEFINE_string("preset", "default", "config preset")
 flags.DEFINE_string("out", None, "JSON output path", required=True)
 flags.DEFINE_string("workdir_root", "runs/validity", "where the per-dataset runs go")
+flags.DEFINE_bool("rescore", False, "score the synthetic.csv each run left, without training")
 FLAGS = flags.FLAGS
 
 # A numeric column with at most this many real values is counted as categorical here. Columns
@@ -105,17 +107,19 @@ def compare(real: pd.DataFrame, synth: pd.DataFrame) -> dict[str, Any]:
 
 
 def run_one(data: str) -> dict[str, Any]:
-    """Trains, generates and compares on one data file."""
-    config = flowjax.pipeline.model_config(FLAGS.model, FLAGS.preset)
-    config.num_steps = FLAGS.steps
-    config.eval_every = FLAGS.steps
-    config.checkpoint_every = FLAGS.steps
-    config.log_every = max(1, FLAGS.steps // 3)
+    """Trains, generates (keeping `<workdir>/synthetic.csv`) and compares on one data file."""
     workdir = Path(FLAGS.workdir_root) / Path(data).name.split(".")[0]
+    real = flowjax.io.load_flows(data).frame
+    if FLAGS.rescore:
+        return compare(real, pd.read_csv(workdir / "synthetic.csv", keep_default_na=False,
+                                         na_values=[""]))  # fmt: skip
+    config = flowjax.configs.with_steps(
+        flowjax.pipeline.model_config(FLAGS.model, FLAGS.preset), FLAGS.steps
+    )
     shutil.rmtree(workdir, ignore_errors=True)
     metrics = flowjax.train.train_and_evaluate(config, workdir, data=data)
     synth = flowjax.generate.generate(workdir, FLAGS.num_flows, seed=0)
-    real = flowjax.io.load_flows(data).frame
+    synth.to_csv(workdir / "synthetic.csv", index=False)
     result = compare(real, synth)
     result["val_bits_per_column"] = metrics.get("val_bits_per_column")
     return result

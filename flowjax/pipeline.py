@@ -10,20 +10,18 @@ decoder and evaluation report.
 from __future__ import annotations
 
 import dataclasses
-import importlib
 import json
 import math
 import os
 import time
-from pathlib import Path
 
 import ml_collections
 import pandas as pd
 from absl import logging
 from flax import nnx
 
+from flowjax import configs, generate, parallel, table, train
 from flowjax import eval as fjeval
-from flowjax import generate, parallel, table, train
 from flowjax.models import ngram
 
 BASELINES = {"marginals": ngram.Marginals, "bigram": ngram.Bigram}
@@ -82,11 +80,10 @@ def model_config(family: str, preset: str) -> ml_collections.ConfigDict:
     Baselines share the data, split and tokenizer settings of the neural preset they are
     compared with, so every row of a table is scored against the same real held-out rows.
     """
-    base = "rnn" if family in BASELINES else family
-    if base not in ("rnn", "transformer", "wavenet"):
-        raise ValueError(f"unknown model family {family!r}; known: rnn, transformer, wavenet, "
-                         f"{', '.join(BASELINES)}")  # fmt: skip
-    config = importlib.import_module(f"flowjax.configs.{base}").get_config(preset)
+    if family not in (*configs.FAMILIES, *BASELINES):
+        raise ValueError(f"unknown model family {family!r}; known: "
+                         f"{', '.join((*configs.FAMILIES, *BASELINES))}")  # fmt: skip
+    config = configs.get_config("rnn" if family in BASELINES else family, preset)
     if family in BASELINES:
         config.model = ml_collections.ConfigDict({"name": family})
     return config
@@ -164,15 +161,6 @@ def run_model(
                  config.model.name, *seconds.values())  # fmt: skip
     return ModelResult(config.model.name, metrics, seconds, reports, synthetic,
                        gen.tokenizer.schema)  # fmt: skip
-
-
-def write_atomic(path: str | os.PathLike, text: str) -> None:
-    """Writes text to `path` through a temporary name, so no half-written file is ever seen."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(text)
-    os.replace(tmp, path)
 
 
 def summary_row(result: ModelResult) -> dict:

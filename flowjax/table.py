@@ -16,6 +16,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from flowjax.files import write_atomic
 from flowjax.schema import Schema
 
 
@@ -105,9 +106,4 @@ def sidecar_path(out: str | os.PathLike) -> Path:
 
 def write_sidecar(out: str | os.PathLike, schema: Schema) -> Path:
     """Writes `<out>.schema.json` atomically; returns its path."""
-    path = sidecar_path(out)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(json.dumps(describe(schema), indent=1, default=str))
-    os.replace(tmp, path)
-    return path
+    return write_atomic(sidecar_path(out), json.dumps(describe(schema), indent=1, default=str))

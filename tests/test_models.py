@@ -9,15 +9,14 @@ import numpy as np
 import pytest
 from flax import nnx
 
-from flowjax.configs import rnn, transformer, wavenet
+from flowjax import configs
 from flowjax.models import build_model, count_params, model_config_from
 
-FAMILIES = {"wavenet": wavenet, "rnn": rnn, "transformer": transformer}
-CASES = [(f, p) for f in FAMILIES for p in ("tiny", "paper", "default")]
+CASES = [(f, p) for f in configs.FAMILIES for p in ("tiny", "paper", "default")]
 
 
 def _model(family, preset, *, vocab, seq_len, seed=0):
-    cfg = model_config_from(FAMILIES[family].get_config(preset).model)
+    cfg = model_config_from(configs.get_config(family, preset).model)
     return build_model(cfg, vocab_size=vocab, seq_len=seq_len, rngs=nnx.Rngs(seed))
 
 
@@ -131,22 +130,27 @@ def test_wavenet_default_covers_the_sentence():
 
 
 def test_model_config_from_rejects_unknown_keys_and_families():
-    cfg = wavenet.get_config("tiny").model.to_dict()
+    cfg = configs.get_config("wavenet", "tiny").model.to_dict()
     with pytest.raises(ValueError, match="bogus"):
         model_config_from({**cfg, "bogus": 1})
     with pytest.raises(ValueError, match="lstm"):
         model_config_from({**cfg, "name": "lstm"})
     with pytest.raises(ValueError, match="divisible"):
-        model_config_from({**transformer.get_config("tiny").model.to_dict(), "num_heads": 3})
+        model_config_from({**configs.get_config("transformer", "tiny").model.to_dict(),
+                           "num_heads": 3})  # fmt: skip
 
 
 def test_presets_follow_the_paper():
-    for family in FAMILIES.values():
-        assert family.get_config("paper").tokenizer.mode == "paper"
-        assert family.get_config("default").tokenizer.mode == "per_column"
+    for family in configs.FAMILIES:
+        assert configs.get_config(family, "paper").tokenizer.mode == "paper"
+        assert configs.get_config(family, "default").tokenizer.mode == "per_column"
     with pytest.raises(ValueError, match="preset"):
-        rnn.get_config("huge")
-    assert model_config_from(rnn.get_config("paper").model).cell == "tanh"
+        configs.get_config("rnn", "huge")
+    with pytest.raises(ValueError, match="unknown model family"):
+        configs.get_config("lstm")
+    assert model_config_from(configs.get_config("rnn", "paper").model).cell == "tanh"
+    config = configs.with_steps(configs.get_config("rnn", "tiny"), 600)
+    assert (config.num_steps, config.eval_every, config.checkpoint_every) == (600, 120, 200)
 
 
 @pytest.mark.parametrize("kind", ["gru", "tanh"])

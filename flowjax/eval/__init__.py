@@ -9,6 +9,15 @@ never imports JAX, so it can judge any generator's output.
 """
 
 from flowjax.eval.evaluator import SECTIONS, evaluate
-from flowjax.eval.report import EvalReport, Row, Section, write_report
+from flowjax.eval.report import EvalReport, Row, Section
+
+
+def __getattr__(name: str):
+    if name == "write_report":  # matplotlib is imported only when a report is written
+        from flowjax.eval.output import write_report
+
+        return write_report
+    raise AttributeError(f"module 'flowjax.eval' has no attribute {name!r}")
+
 
 __all__ = ["SECTIONS", "EvalReport", "Row", "Section", "evaluate", "write_report"]

@@ -10,12 +10,8 @@ from __future__ import annotations
 import dataclasses
 import json
 import math
-import os
-from pathlib import Path
 
 import numpy as np
-import pandas as pd
-from absl import logging
 
 
 @dataclasses.dataclass
@@ -146,44 +142,3 @@ class EvalReport:
         lines += ["", f"Sampling: {json.dumps(json_safe(self.sampling))}."]
         lines += [f"Evaluated in {self.seconds:.1f} s."]
         return "\n".join(lines) + "\n"
-
-
-def _atomic_write(path: Path, data: bytes) -> None:
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_bytes(data)
-    os.replace(tmp, path)
-
-
-def write_report(
-    report: EvalReport,
-    out_dir: str | os.PathLike,
-    *,
-    train: pd.DataFrame,
-    holdout: pd.DataFrame,
-    synthetic: pd.DataFrame,
-) -> list[Path]:
-    """Writes report.json, report.md and the PNG figures into out_dir, each file atomically.
-
-    Args:
-      report: the result of `evaluate`.
-      out_dir: created if missing.
-      train, holdout, synthetic: the tables that were evaluated (for the histograms).
-
-    Returns:
-      The paths written.
-    """
-    from flowjax.eval import figures  # matplotlib is imported only when figures are drawn
-
-    out = Path(out_dir)
-    out.mkdir(parents=True, exist_ok=True)
-    text = json.dumps(report.to_dict(), indent=1, allow_nan=False)
-    paths = [out / "report.json", out / "report.md"]
-    _atomic_write(paths[0], text.encode())
-    _atomic_write(paths[1], report.to_markdown().encode())
-    for name, png in figures.render_all(
-        report, train=train, holdout=holdout, synthetic=synthetic
-    ).items():
-        paths.append(out / name)
-        _atomic_write(paths[-1], png)
-    logging.info("wrote %s", ", ".join(str(p) for p in paths))
-    return paths
