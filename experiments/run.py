@@ -14,7 +14,7 @@ from pathlib import Path
 import jax
 from absl import app, flags, logging
 
-from flowjax import configs, files, pipeline, table
+from flowjax import checkpoint, configs, files, pipeline, table
 
 flags.DEFINE_string("data", "lab", "flow table (CSV, CSV.gz, Parquet) or a shipped dataset name")
 flags.DEFINE_string("workdir", "runs/main", "output directory (checkpoints, flows, report)")
@@ -23,6 +23,7 @@ flags.DEFINE_enum("preset", "default", ["default", "paper", "tiny"], "config pre
 flags.DEFINE_integer("steps", 600, "training steps (overrides the preset)")
 flags.DEFINE_integer("num_flows", 10_000, "synthetic flows to generate and evaluate")
 flags.DEFINE_integer("seed", 0, "generation and evaluation seed")
+flags.DEFINE_bool("verbose", False, "also show orbax's INFO logs (each checkpoint save's steps)")
 FLAGS = flags.FLAGS
 
 
@@ -30,6 +31,8 @@ def main(argv):
     if len(argv) > 1:
         raise app.UsageError(f"unexpected arguments: {argv[1:]}")
     logging.set_verbosity(logging.INFO)
+    if not FLAGS.verbose:
+        checkpoint.quiet_orbax_logs()
     logging.info("jax %s on %s", jax.__version__, jax.devices())
     config = pipeline.model_config(FLAGS.model, FLAGS.preset)
     configs.with_steps(config, FLAGS.steps)

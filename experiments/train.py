@@ -3,22 +3,22 @@
 Usage:
   python experiments/train.py --config=flowjax/configs/rnn.py:paper \
     --data=cicids2017_mlcve_friday_afternoon_ddos_head10k.csv.gz --workdir=runs/rnn_paper \
-    [--config.num_steps=2000] [--distributed]
+    [--config.num_steps=2000] [--distributed] [--verbose]
 
-Running it again with the same --workdir resumes from the latest checkpoint.
+Running it again with the same --workdir resumes from the latest checkpoint that
+reads, on the same data (--allow_new_data continues it on other data).
 """
 
 from __future__ import annotations
 
 import json
-import logging as std_logging
 
 import flax
 import jax
 from absl import app, flags, logging
 from ml_collections import config_flags
 
-from flowjax import parallel, train
+from flowjax import checkpoint, parallel, train
 
 _CONFIG = config_flags.DEFINE_config_file(
     "config", None, "Config file and preset, e.g. flowjax/configs/rnn.py:paper.", lock_config=True
@@ -28,23 +28,27 @@ _WORKDIR = flags.DEFINE_string("workdir", None, "Run directory (checkpoints, res
 _DISTRIBUTED = flags.DEFINE_bool(
     "distributed", False, "Call jax.distributed.initialize() (multi-host runs)."
 )
+_ALLOW_NEW_DATA = flags.DEFINE_bool(
+    "allow_new_data", False, "Resume the workdir's checkpoint on other data than it was trained on."
+)
+_VERBOSE = flags.DEFINE_bool("verbose", False, "Also show orbax's INFO logs (each save's steps).")
 flags.mark_flags_as_required(["config", "data", "workdir"])
 
 
 def main(argv: list[str]) -> None:
     if len(argv) > 1:
         raise app.UsageError(f"unexpected arguments: {argv[1:]}")
-    # Orbax logs each save step by step at INFO; keep its warnings, drop the chatter.
-    logging.get_absl_logger().addFilter(
-        lambda r: r.levelno >= std_logging.WARNING or "/orbax/" not in r.pathname
-    )
+    if not _VERBOSE.value:
+        checkpoint.quiet_orbax_logs()
     parallel.maybe_initialize_distributed(_DISTRIBUTED.value)
     logging.info("jax %s, flax %s", jax.__version__, flax.__version__)
     logging.info(
         "process %d of %d; devices: %s", jax.process_index(), jax.process_count(), jax.devices()
     )
     logging.info("config:\n%s", _CONFIG.value)
-    metrics = train.train_and_evaluate(_CONFIG.value, _WORKDIR.value, data=_DATA.value)
+    metrics = train.train_and_evaluate(
+        _CONFIG.value, _WORKDIR.value, data=_DATA.value, allow_new_data=_ALLOW_NEW_DATA.value
+    )
     if parallel.is_main_process():
         summary = {k: v for k, v in metrics.items() if k != "history"}
         print(json.dumps(summary, indent=1))

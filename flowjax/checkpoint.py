@@ -5,19 +5,25 @@ A checkpoint directory alone is enough to sample from: next to the train state
 with the config, the fitted tokenizer, the schema and the vocabulary size and
 sentence length. Saves are asynchronous and committed atomically by orbax; the
 last `keep` are kept. Arrays are restored onto whatever mesh the caller passes,
-so a checkpoint written on 8 devices restores on 1.
+so a checkpoint written on 8 devices restores on 1. A step that no longer reads
+(a truncated file, a half-copied folder) is skipped for the newest one that does.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import functools
+import itertools
+import logging as std_logging
 import os
+from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import jax
 import ml_collections
 import orbax.checkpoint as ocp
+from absl import logging
 from flax import nnx
 
 from flowjax import parallel
@@ -26,6 +32,8 @@ from flowjax.schema import Schema
 from flowjax.tokenizer import FlowTokenizer
 
 SUBDIR = "checkpoints"
+ASIDE_SUFFIX = ".unreadable"  # not a step name, so orbax no longer lists a step set aside
+T = TypeVar("T")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -46,6 +54,14 @@ def checkpoint_dir(workdir: str | os.PathLike) -> Path:
     return Path(workdir).resolve() / SUBDIR
 
 
+def workdir_of(path: str | os.PathLike) -> Path:
+    """The run directory of `path`: `path` itself, or its parent if `path` is its checkpoints."""
+    path = Path(path).resolve()
+    if path.name == SUBDIR and not (path / SUBDIR).is_dir():
+        return path.parent
+    return path
+
+
 def make_manager(
     workdir: str | os.PathLike, *, save_every: int = 1, keep: int = 3, read_only: bool = False
 ) -> ocp.CheckpointManager:
@@ -58,6 +74,7 @@ def make_manager(
         enable_async_checkpointing=True,
         create=not read_only,
         read_only=read_only,
+        save_interval_steps=0 if read_only else 1,  # orbax warns of a read-only interval
     )
     # Naming the handlers lets a fresh manager read the stored tree's metadata.
     handlers = {"state": ocp.StandardCheckpointHandler(), "meta": ocp.JsonCheckpointHandler()}
@@ -111,6 +128,120 @@ def read_meta(manager: ocp.CheckpointManager, step: int) -> dict[str, Any]:
     return manager.restore(step, args=ocp.args.Composite(meta=ocp.args.JsonRestore())).meta
 
 
+def read_stored(
+    manager: ocp.CheckpointManager, step: int, *, sharding: jax.sharding.Sharding
+) -> tuple[dict[str, Any], dict[str, Any]]:
+    """Reads every array (in its stored structure, onto `sharding`) and the metadata of `step`."""
+    target = abstract_on(dict(manager.item_metadata(step)["state"]), sharding)
+    args = ocp.args.Composite(state=ocp.args.StandardRestore(target), meta=ocp.args.JsonRestore())
+    restored = manager.restore(step, args=args)
+    return restored.state, restored.meta
+
+
+def _describe(error: Exception) -> str:
+    # TensorStore appends a long spec to its messages; the first sentence says what failed.
+    text = str(error).strip().split(" See full TensorStore details")[0]
+    return f"{type(error).__name__}: {(text.splitlines() or [''])[0][:200]}"
+
+
+def newest_readable(
+    manager: ocp.CheckpointManager,
+    read: Callable[[int], T],
+    *,
+    steps: Sequence[int] | None = None,
+) -> tuple[int, T]:
+    """Returns `(step, read(step))` for the newest of `steps` (default: all) that reads.
+
+    Each step that fails is logged as a warning naming its folder. A checkpoint
+    can be half-written or damaged on disk (a copy cut short, a full disk), and
+    an older one is better than none.
+
+    Raises:
+      ValueError: no step reads; names the checkpoints folder and the steps tried.
+    """
+    tried: list[int] = []
+    error: Exception | None = None
+    for step in sorted(manager.all_steps() if steps is None else steps, reverse=True):
+        try:
+            return step, read(step)
+        except Exception as e:  # orbax and TensorStore raise many types (even bare Exception)
+            tried.append(step)
+            error = e
+            logging.warning(
+                "checkpoint %s cannot be read (%s); trying an older step. You may delete that "
+                "folder.", Path(manager.directory) / str(step), _describe(e),
+            )  # fmt: skip
+    last = f"; last error {_describe(error)}" if error else ""
+    raise ValueError(
+        f"{manager.directory}: no checkpoint reads (tried steps {tried}{last}). "
+        "Delete the unreadable step folders, or use another workdir."
+    ) from error
+
+
+def set_aside(manager: ocp.CheckpointManager, steps: Sequence[int]) -> None:
+    """Renames step folders to `<step>.unreadable`, so that a resumed run can save those steps."""
+    if not steps:
+        return
+    if parallel.is_main_process():  # the folders are shared; the others wait, then re-list
+        for step in steps:
+            folder = Path(manager.directory) / str(step)
+            names = (f"{step}{ASIDE_SUFFIX}{i or ''}" for i in itertools.count())
+            aside = next(folder.with_name(n) for n in names if not folder.with_name(n).exists())
+            folder.rename(aside)
+            logging.warning(
+                "moved unreadable checkpoint %s to %s; you may delete it", folder, aside
+            )
+    ocp.multihost.sync_global_processes(f"flowjax_set_aside_{'_'.join(map(str, steps))}")
+    manager.reload()
+
+
+def resume_point(
+    manager: ocp.CheckpointManager, sharding: jax.sharding.Sharding
+) -> tuple[int | None, dict[str, Any] | None]:
+    """The newest step that reads and its metadata, or (None, None) when there is none yet.
+
+    Newer steps that do not read are set aside (`set_aside`): the resumed run saves them anew.
+    """
+    if not manager.all_steps():
+        return None, None
+    step, (_, meta) = newest_readable(
+        manager, functools.partial(read_stored, manager, sharding=sharding)
+    )
+    set_aside(manager, [s for s in manager.all_steps() if s > step])
+    return step, meta
+
+
+def _read_bundle(manager: ocp.CheckpointManager, step: int, *, mesh: jax.sharding.Mesh) -> Bundle:
+    """Reads the Bundle of `step`: the model rebuilt from its metadata, its parameters on `mesh`."""
+    meta = read_meta(manager, step)
+    config = ml_collections.ConfigDict(meta["config"])
+    abstract_model = nnx.eval_shape(
+        lambda: build_model(
+            model_config_from(config.model),
+            vocab_size=meta["vocab_size"],
+            seq_len=meta["seq_len"],
+            rngs=nnx.Rngs(0),
+        )
+    )
+    graphdef, params, rest = nnx.split(abstract_model, nnx.Param, ...)
+    sharding = parallel.replicated(mesh)
+    # The stored optimizer state keeps its stored structure (read and dropped).
+    target = abstract_on(dict(manager.item_metadata(step)["state"]), sharding)
+    target["params"] = abstract_on(params, sharding)
+    target["rest"] = abstract_on(rest, sharding)
+    args = ocp.args.Composite(state=ocp.args.StandardRestore(target))
+    state = manager.restore(step, args=args).state
+    return Bundle(
+        graphdef=graphdef,
+        params=state["params"],
+        rest=state["rest"],
+        tokenizer=FlowTokenizer.from_json(meta["tokenizer"]),
+        config=config,
+        schema=Schema.from_json(meta["schema"]),
+        step=int(step),
+    )
+
+
 def load_for_inference(
     workdir: str | os.PathLike,
     *,
@@ -121,50 +252,38 @@ def load_for_inference(
 
     The optimizer state is read as plain arrays and dropped, so this needs no
     optimizer config. Parameters are replicated over `mesh` (default: all devices).
+    A latest step that does not read is skipped for the newest that does (a warning).
 
     Args:
-      workdir: the run directory given to training (holding `checkpoints/`).
-      step: the step to load (default: the latest).
+      workdir: the run directory given to training (holding `checkpoints/`), or
+        that `checkpoints` folder itself.
+      step: the step to load (default: the latest that reads).
       mesh: the mesh to place the parameters on.
 
     Returns:
       The Bundle (graphdef, params, rest, tokenizer, config, schema, step).
     """
+    workdir = workdir_of(workdir)
     path = checkpoint_dir(workdir)
     if not path.is_dir():
         raise ValueError(f"{workdir}: no checkpoint directory {path}")
     manager = make_manager(workdir, read_only=True)
     try:
-        step = manager.latest_step() if step is None else step
-        if step is None:
+        steps = manager.all_steps()
+        if not steps:
             raise ValueError(f"{path}: holds no finished checkpoint")
-        meta = read_meta(manager, step)
-        config = ml_collections.ConfigDict(meta["config"])
-        abstract_model = nnx.eval_shape(
-            lambda: build_model(
-                model_config_from(config.model),
-                vocab_size=meta["vocab_size"],
-                seq_len=meta["seq_len"],
-                rngs=nnx.Rngs(0),
-            )
-        )
-        graphdef, params, rest = nnx.split(abstract_model, nnx.Param, ...)
-        sharding = parallel.replicated(mesh or parallel.make_mesh())
-        # The stored optimizer state keeps its stored structure (read and dropped).
-        target = dict(manager.item_metadata(step)["state"])
-        target = abstract_on(target, sharding)
-        target["params"] = abstract_on(params, sharding)
-        target["rest"] = abstract_on(rest, sharding)
-        args = ocp.args.Composite(state=ocp.args.StandardRestore(target))
-        state = manager.restore(step, args=args).state
+        if step is not None and step not in steps:
+            raise ValueError(f"{path}: no checkpoint at step {step} (steps: {list(steps)})")
+        read = functools.partial(_read_bundle, manager, mesh=mesh or parallel.make_mesh())
+        return newest_readable(manager, read, steps=None if step is None else [step])[1]
     finally:
         manager.close()
-    return Bundle(
-        graphdef=graphdef,
-        params=state["params"],
-        rest=state["rest"],
-        tokenizer=FlowTokenizer.from_json(meta["tokenizer"]),
-        config=config,
-        schema=Schema.from_json(meta["schema"]),
-        step=int(step),
-    )
+
+
+def _no_orbax_info(record: std_logging.LogRecord) -> bool:
+    return record.levelno >= std_logging.WARNING or f"{os.sep}orbax{os.sep}" not in record.pathname
+
+
+def quiet_orbax_logs() -> None:
+    """Drops orbax's INFO logs (each save, step by step, through absl); keeps its warnings."""
+    logging.get_absl_logger().addFilter(_no_orbax_info)

@@ -5,15 +5,19 @@ averaged over flows, on flow-aligned sentences (start symbol + one symbol per
 column). One jitted, donated train step runs on a one-axis 'data' mesh: the
 state is replicated, the global batch is split over every device. Batches are a
 pure function of (seed, step) (`flowjax.data.get_batch`), so a run started
-again on the same workdir resumes from the latest checkpoint and continues the
-same loss curve.
+again on the same workdir resumes from the latest checkpoint that reads and
+continues the same loss curve. Each checkpoint records a fingerprint of the table
+it was trained on; resuming on another table needs `allow_new_data`.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import hashlib
+import json
 import math
 import os
+import sys
 import time
 from typing import Any
 
@@ -23,6 +27,7 @@ import ml_collections
 import numpy as np
 import optax
 import pandas as pd
+import tqdm
 from absl import logging
 from flax import nnx
 
@@ -97,6 +102,49 @@ class Prepared:
     frame: pd.DataFrame  # row i of the table is sentence i; the splits index into it
 
 
+def load_table(
+    config: ml_collections.ConfigDict, data: str | os.PathLike
+) -> tuple[pd.DataFrame, Schema]:
+    """Loads the flows of `data` and subsamples `config.data.fraction` of them (the run's table)."""
+    dc = config.data
+    if not 0 < dc.fraction <= 1:
+        raise ValueError(f"config.data.fraction must be in (0, 1], got {dc.fraction}")
+    flows = load_flows(data, label=dc.label or None, policy=BadValuePolicy(nonfinite=dc.nonfinite),
+                       derive=dc.derive)  # fmt: skip
+    frame = flows.frame
+    if dc.fraction < 1:
+        frame = frame.sample(frac=dc.fraction, random_state=dc.split_seed).reset_index(drop=True)
+    return frame, flows.schema
+
+
+def encode_table(
+    config: ml_collections.ConfigDict,
+    frame: pd.DataFrame,
+    schema: Schema,
+    *,
+    source: str | os.PathLike,
+    tokenizer_json: str | None = None,
+) -> Prepared:
+    """Splits the table, fits the tokenizer (or reuses `tokenizer_json`), encodes every split.
+
+    A ValueError (too few rows, a value the reused tokenizer never saw) names `source`.
+    """
+    dc = config.data
+    labels = frame[schema.label].to_numpy() if schema.label else None
+    try:
+        tr, va, te = split_indices(len(frame), labels, fractions=tuple(dc.split),
+                                   seed=dc.split_seed)  # fmt: skip
+        if tokenizer_json is None:
+            tok = FlowTokenizer(mode=config.tokenizer.mode, n_bins=config.tokenizer.n_bins)
+            tok.fit(frame.iloc[tr], schema, vocabulary=frame)
+        else:
+            tok = FlowTokenizer.from_json(tokenizer_json)
+        tokens = tok.encode(frame)
+    except ValueError as e:
+        raise ValueError(f"{source}: {e}") from e
+    return Prepared(tok, schema, Splits(tokens[tr], tokens[va], tokens[te], tr, va, te), frame)
+
+
 def prepare_data(
     config: ml_collections.ConfigDict, data: str | os.PathLike, *, tokenizer_json: str | None = None
 ) -> Prepared:
@@ -113,25 +161,42 @@ def prepare_data(
     Returns:
       The tokenizer, schema, train/val/test sentences int32[n, 1 + F] and the table.
     """
-    dc = config.data
-    if not 0 < dc.fraction <= 1:
-        raise ValueError(f"config.data.fraction must be in (0, 1], got {dc.fraction}")
-    flows = load_flows(data, label=dc.label or None, policy=BadValuePolicy(nonfinite=dc.nonfinite),
-                       derive=dc.derive)  # fmt: skip
-    frame = flows.frame
-    if dc.fraction < 1:
-        frame = frame.sample(frac=dc.fraction, random_state=dc.split_seed).reset_index(drop=True)
-    label = flows.schema.label
-    labels = frame[label].to_numpy() if label else None
-    tr, va, te = split_indices(len(frame), labels, fractions=tuple(dc.split), seed=dc.split_seed)
-    if tokenizer_json is None:
-        tok = FlowTokenizer(mode=config.tokenizer.mode, n_bins=config.tokenizer.n_bins)
-        tok.fit(frame.iloc[tr], flows.schema, vocabulary=frame)
-    else:
-        tok = FlowTokenizer.from_json(tokenizer_json)
-    tokens = tok.encode(frame)
-    splits = Splits(tokens[tr], tokens[va], tokens[te], tr, va, te)
-    return Prepared(tok, flows.schema, splits, frame)
+    frame, schema = load_table(config, data)
+    return encode_table(config, frame, schema, source=data, tokenizer_json=tokenizer_json)
+
+
+def data_fingerprint(frame: pd.DataFrame, source: str | os.PathLike) -> dict[str, Any]:
+    """What a run trained on: row count, columns, a SHA-256 of the table's contents, the source."""
+    columns = [str(c) for c in frame.columns]
+    digest = hashlib.sha256(json.dumps(columns).encode())
+    digest.update(pd.util.hash_pandas_object(frame, index=False).to_numpy().tobytes())
+    return {"rows": len(frame), "columns": columns, "sha256": digest.hexdigest(),
+            "source": str(source)}  # fmt: skip
+
+
+def _describe_data(fingerprint: dict[str, Any]) -> str:
+    return (f"{fingerprint['rows']} rows, {len(fingerprint['columns'])} columns, hash "
+            f"{fingerprint['sha256'][:12]} ({fingerprint['source']})")  # fmt: skip
+
+
+def check_same_data(
+    saved: dict[str, Any] | None, current: dict[str, Any], *, where: str, allow_new_data: bool
+) -> None:
+    """Refuses to resume a checkpoint on other data than it was trained on, unless allowed.
+
+    Checkpoints written before fingerprints were recorded (`saved` is None) pass.
+    """
+    keys = ("rows", "columns", "sha256")
+    if saved is None or all(saved[k] == current[k] for k in keys):
+        return
+    message = (f"{where} was trained on other data: {_describe_data(saved)}; the data given now "
+               f"is {_describe_data(current)}")  # fmt: skip
+    if not allow_new_data:
+        raise ValueError(
+            f"{message}. Use a new workdir to train on this data, or pass --allow_new_data "
+            "(allow_new_data=True) to continue training this checkpoint on it."
+        )
+    logging.warning("%s; continuing on the new data (allow_new_data)", message)
 
 
 def learning_rate_schedule(opt: OptimizerConfig, num_steps: int) -> optax.Schedule:
@@ -277,14 +342,19 @@ def train_and_evaluate(
     *,
     data: str | os.PathLike,
     mesh: jax.sharding.Mesh | None = None,
+    allow_new_data: bool = False,
 ) -> dict[str, Any]:
     """Trains the configured model on `data`, checkpointing to `workdir`; resumes if possible.
+
+    A resumed run starts from the newest checkpoint that reads, and only on the
+    data that checkpoint was trained on (its fingerprint), unless `allow_new_data`.
 
     Args:
       config: a config from `flowjax/configs/<family>.py` (a ConfigDict).
       workdir: the run directory; checkpoints go to `<workdir>/checkpoints`.
       data: a flow file or a dataset name.
       mesh: the device mesh (default: a 'data' axis over every device).
+      allow_new_data: resume a checkpoint on other data than it was trained on (a warning).
 
     Returns:
       Final metrics: step, train_loss and val_loss (nats per flow),
@@ -301,23 +371,29 @@ def train_and_evaluate(
         workdir, save_every=tcfg.checkpoint_every, keep=tcfg.keep_checkpoints
     )
     try:
-        return _train(config, tcfg, model_cfg, workdir, data, mesh, manager)
+        return _train(config, tcfg, model_cfg, workdir, data, mesh, manager, allow_new_data)
     finally:  # a failing run still finishes the saves it started
         manager.wait_until_finished()
         manager.close()
 
 
-def _train(config, tcfg, model_cfg, workdir, data, mesh, manager) -> dict[str, Any]:
+def _train(config, tcfg, model_cfg, workdir, data, mesh, manager, allow_new_data) -> dict[str, Any]:
     """The body of `train_and_evaluate`: set-up, optional resume, the loop, final metrics."""
-    latest = manager.latest_step()
-    saved_meta = None if latest is None else checkpoint.read_meta(manager, latest)
+    repl = parallel.replicated(mesh)
+    latest, saved_meta = checkpoint.resume_point(manager, repl)
     if saved_meta and model_config_from(saved_meta["config"]["model"]) != model_cfg:
         raise ValueError(f"{workdir}: its checkpoint has another model config; use a new workdir")
-    prep = prepare_data(config, data, tokenizer_json=saved_meta and saved_meta["tokenizer"])
+    frame, schema = load_table(config, data)
+    fingerprint = data_fingerprint(frame, data)
+    if saved_meta:
+        where = f"the checkpoint {checkpoint.checkpoint_dir(workdir) / str(latest)}"
+        check_same_data(saved_meta.get("data"), fingerprint, where=where,
+                        allow_new_data=allow_new_data)  # fmt: skip
+    prep = encode_table(config, frame, schema, source=data,
+                        tokenizer_json=saved_meta and saved_meta["tokenizer"])  # fmt: skip
     tok, splits = prep.tokenizer, prep.splits
     vocab, seq_len = tok.vocab_size, tok.seq_len
     tx = make_optimizer(tcfg.optimizer, tcfg.num_steps)
-    repl = parallel.replicated(mesh)
     graphdef, state = init_state(model_cfg, tx, vocab_size=vocab, seq_len=seq_len,
                                  seed=tcfg.seed, sharding=repl)  # fmt: skip
     num_params = sum(x.size for x in jax.tree.leaves(state["params"]))
@@ -331,6 +407,7 @@ def _train(config, tcfg, model_cfg, workdir, data, mesh, manager) -> dict[str, A
         "vocab_size": vocab,
         "seq_len": seq_len,
         "columns": list(tok.columns),
+        "data": fingerprint,
         "flowjax_version": flowjax.__version__,
     }
     logging.info(
@@ -351,12 +428,16 @@ def _train(config, tcfg, model_cfg, workdir, data, mesh, manager) -> dict[str, A
     history: list[dict[str, float]] = []
     rates: list[float] = []
     clock = time.perf_counter()
-    with jax.set_mesh(mesh):
+    # A bar on the main process's console only (None: off when stderr is not a terminal).
+    bar = tqdm.tqdm(total=tcfg.num_steps, initial=start, unit="step", desc=model_cfg.name,
+                    disable=None if parallel.is_main_process() else True)  # fmt: skip
+    with jax.set_mesh(mesh), bar:
         for step in range(start + 1, tcfg.num_steps + 1):
             batch = get_batch(splits.train, step=step - 1, batch_size=tcfg.batch_size,
                               seed=tcfg.seed)  # fmt: skip
             state, metrics = p_train(state, parallel.shard_batch(batch, mesh), legal)
             pending.append(metrics)
+            bar.update()
             last = step == tcfg.num_steps
             due_eval = step % tcfg.eval_every == 0 or last
             due_save = manager.should_save(step) or last
@@ -371,14 +452,16 @@ def _train(config, tcfg, model_cfg, workdir, data, mesh, manager) -> dict[str, A
             if step - len(losses) > start:  # the first interval includes compilation
                 rates.append(rate)
             history.append({"step": step, "train_loss": float(np.mean(losses))})
-            logging.info(
+            bar.set_postfix({"loss": f"{history[-1]['train_loss']:.3f}",
+                             "tokens/s": f"{rate:.0f}"}, refresh=False)  # fmt: skip
+            _log_above_bar(
                 "step %d/%d: train loss %.3f nats/flow, grad norm %.3g, lr %.3g, %.0f tokens/s",
                 step, tcfg.num_steps, history[-1]["train_loss"], float(fetched[-1]["grad_norm"]),
                 float(schedule(step - 1)), rate,
             )  # fmt: skip
             if due_eval:
                 history[-1]["val_loss"] = evaluate(state, splits.val, legal)
-                logging.info(
+                _log_above_bar(
                     "step %d: val loss %.3f nats/flow, %.4f bits/column", step,
                     history[-1]["val_loss"], _bits_per_column(history[-1]["val_loss"], seq_len),
                 )  # fmt: skip
@@ -398,6 +481,12 @@ def _train(config, tcfg, model_cfg, workdir, data, mesh, manager) -> dict[str, A
         "checkpoint_dir": str(checkpoint.checkpoint_dir(workdir)),
         "history": history,
     }
+
+
+def _log_above_bar(message: str, *args: Any) -> None:
+    """Logs at INFO with any progress bar cleared first and redrawn after."""
+    with tqdm.tqdm.external_write_mode(file=sys.stderr):
+        logging.info(message, *args, stacklevel=2)  # reports the caller's line
 
 
 def _bits_per_column(nats_per_flow: float, seq_len: int) -> float:

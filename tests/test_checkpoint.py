@@ -1,12 +1,19 @@
-"""Tests for flowjax.checkpoint: bit-exact round trip, keep-last-k, 8 -> 1 device restore."""
+"""Tests for flowjax.checkpoint: bit-exact round trip, keep-last-k, 8 -> 1 device restore,
+falling back past broken steps, and the checkpoints folder as the path to load."""
+
+import logging
+import re
+import shutil
+from pathlib import Path
 
 import jax
 import jax.numpy as jnp
 import numpy as np
+import pandas as pd
 import pytest
 from flax import nnx
 
-from flowjax import checkpoint, parallel, train
+from flowjax import checkpoint, generate, parallel, train
 from flowjax.configs import wavenet
 from flowjax.models import model_config_from
 
@@ -93,3 +100,111 @@ def test_checkpoint_from_eight_devices_restores_on_one(eight_device_run):
 def test_load_for_inference_names_a_missing_checkpoint(tmp_path):
     with pytest.raises(ValueError, match="no checkpoint"):
         checkpoint.load_for_inference(tmp_path)
+
+
+def write_flows(path: Path, n: int = 400) -> Path:
+    """A synthetic CIC-style flow table of `n` rows (the first `n` of one fixed draw)."""
+    rng = np.random.default_rng(0)
+    m = 400
+    frame = pd.DataFrame(
+        {
+            "Destination Port": rng.choice([80, 443, 53, 22, 8080], m),
+            "Protocol": rng.choice([6, 17], m),
+            "Flow Duration": np.where(rng.random(m) < 0.1, 0, rng.integers(1, 10**6, m)),
+            "Total Fwd Packets": rng.integers(1, 50, m),
+            "Flow Bytes/s": rng.lognormal(8, 2, m),
+            "Label": rng.choice(["BENIGN", "DDoS", "PortScan"], m, p=[0.5, 0.3, 0.2]),
+        }
+    )
+    frame.iloc[:n].to_csv(path, index=False)
+    return path
+
+
+def _config():
+    config = wavenet.get_config("tiny")
+    config.update(num_steps=4, checkpoint_every=2, eval_every=4, log_every=2)
+    config.data.fraction = 1.0
+    return config
+
+
+@pytest.fixture(scope="module")
+def run(tmp_path_factory):
+    """A wavenet-tiny run on one device, checkpoints at steps 2 and 4; returns (workdir, data)."""
+    root = tmp_path_factory.mktemp("fallback")
+    data = write_flows(root / "flows.csv")
+    one = parallel.make_mesh(jax.devices()[:1])
+    train.train_and_evaluate(_config(), root / "run", data=data, mesh=one)
+    assert sorted(int(p.name) for p in (root / "run" / "checkpoints").iterdir()) == [2, 4]
+    return root / "run", data
+
+
+def _truncate(path: Path) -> None:
+    path.write_bytes(path.read_bytes()[: path.stat().st_size // 2])
+
+
+def _break_array(step: Path) -> None:
+    arrays = [f for f in (step / "state").rglob("*") if f.is_file() and f.parent.name == "d"]
+    _truncate(max(arrays, key=lambda f: f.stat().st_size))
+
+
+BREAKS = {  # how a step folder gets broken, and the step expected to load afterwards
+    "truncated array file": (lambda ckpt: _break_array(ckpt / "4"), 2),
+    "truncated meta JSON": (lambda ckpt: _truncate(ckpt / "4" / "meta" / "metadata"), 2),
+    "garbage meta JSON": (lambda ckpt: (ckpt / "4" / "meta" / "metadata").write_text("{oops"), 2),
+    "truncated state _METADATA": (lambda ckpt: _truncate(ckpt / "4" / "state" / "_METADATA"), 2),
+    "junk step folder": (lambda ckpt: (ckpt / "6" / "state").mkdir(parents=True), 4),
+}
+
+
+def _copy(run, tmp_path) -> Path:
+    shutil.copytree(run[0], tmp_path / "run")
+    return tmp_path / "run"
+
+
+@pytest.mark.parametrize("kind", sorted(BREAKS))
+def test_load_for_inference_falls_back_past_a_broken_step(run, tmp_path, caplog, kind):
+    workdir = _copy(run, tmp_path)
+    breaks, expected = BREAKS[kind]
+    breaks(workdir / "checkpoints")
+    with caplog.at_level(logging.WARNING):
+        bundle = checkpoint.load_for_inference(workdir, mesh=parallel.make_mesh(jax.devices()[:1]))
+    assert bundle.step == expected
+    bad = str(workdir.resolve() / "checkpoints" / str(expected + 2))
+    assert any(bad in r.getMessage() and "delete" in r.getMessage() for r in caplog.records)
+
+
+def test_resume_falls_back_past_a_truncated_array_file(run, tmp_path, caplog):
+    workdir = _copy(run, tmp_path)
+    _break_array(workdir / "checkpoints" / "4")
+    one = parallel.make_mesh(jax.devices()[:1])
+    config = _config()
+    config.log_every = 1
+    with caplog.at_level(logging.WARNING):
+        metrics = train.train_and_evaluate(config, workdir, data=run[1], mesh=one)
+    assert [h["step"] for h in metrics["history"]] == [3, 4]  # resumed from step 2
+    bad = str(workdir.resolve() / "checkpoints" / "4")
+    assert any(f"{bad} cannot be read" in r.getMessage() for r in caplog.records)
+    # The broken step was set aside, so this run saved step 4 afresh; it loads.
+    assert (workdir / "checkpoints" / "4.unreadable").is_dir()
+    assert checkpoint.load_for_inference(workdir, mesh=one).step == 4
+
+
+def test_no_readable_step_raises_naming_the_folder(run, tmp_path):
+    workdir = _copy(run, tmp_path)
+    for step in ("2", "4"):
+        (workdir / "checkpoints" / step / "meta" / "metadata").write_text("")
+    ckpt = re.escape(str(workdir.resolve() / "checkpoints"))
+    with pytest.raises(ValueError, match=rf"{ckpt}: no checkpoint reads \(tried steps \[4, 2\]"):
+        checkpoint.load_for_inference(workdir, mesh=parallel.make_mesh(jax.devices()[:1]))
+    with pytest.raises(ValueError, match=r"tried steps \[4, 2\]"):
+        train.train_and_evaluate(_config(), workdir, data=run[1])
+
+
+def test_loads_from_the_checkpoints_folder_that_training_prints(run):
+    workdir = run[0].resolve()
+    bundle = checkpoint.load_for_inference(
+        workdir / "checkpoints", mesh=parallel.make_mesh(jax.devices()[:1])
+    )
+    assert bundle.step == 4
+    gen = generate.load_generator(workdir / "checkpoints", devices=jax.devices()[:1])
+    assert gen.step == 4 and gen.workdir == str(workdir)

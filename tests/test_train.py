@@ -2,6 +2,7 @@
 
 import math
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -9,6 +10,7 @@ from pathlib import Path
 import jax
 import jax.numpy as jnp
 import numpy as np
+import pandas as pd
 import pytest
 
 from flowjax import parallel, train
@@ -128,6 +130,55 @@ def test_non_finite_loss_names_the_step_range(shared_data, tmp_path):
             config, tmp_path, data=shared_data / SMALL_FILE, mesh=_one_device()
         )
     assert not (tmp_path / "checkpoints" / "5").exists()  # nothing saved from a broken run
+
+
+def _write_flows(path, rows):
+    """The first `rows` of one fixed synthetic CIC-style table of 400 flows."""
+    rng = np.random.default_rng(0)
+    frame = pd.DataFrame({
+        "Destination Port": rng.choice([80, 443, 53, 22], 400),
+        "Protocol": rng.choice([6, 17], 400),
+        "Total Fwd Packets": rng.integers(1, 50, 400),
+        "Flow Bytes/s": rng.lognormal(8, 2, 400),
+        "Label": rng.choice(["BENIGN", "DDoS"], 400),
+    })  # fmt: skip
+    frame.iloc[:rows].to_csv(path, index=False)
+    return path
+
+
+def test_resume_on_other_data_is_refused_unless_allowed(tmp_path, caplog):
+    a, b = _write_flows(tmp_path / "a.csv", 400), _write_flows(tmp_path / "b.csv", 300)
+    config = _tiny("wavenet", num_steps=2, checkpoint_every=2, eval_every=2, log_every=1)
+    config.data.fraction = 1.0
+    train.train_and_evaluate(config, tmp_path / "run", data=a, mesh=_one_device())
+    config.num_steps = 4
+    hashes = [
+        train.data_fingerprint(train.load_table(config, f)[0], f)["sha256"][:12] for f in (a, b)
+    ]
+    with pytest.raises(ValueError, match="allow_new_data") as refused:
+        train.train_and_evaluate(config, tmp_path / "run", data=b, mesh=_one_device())
+    message = str(refused.value)
+    assert f"400 rows, 5 columns, hash {hashes[0]} ({a})" in message
+    assert f"300 rows, 5 columns, hash {hashes[1]} ({b})" in message
+    with caplog.at_level("WARNING"):
+        metrics = train.train_and_evaluate(
+            config, tmp_path / "run", data=b, mesh=_one_device(), allow_new_data=True
+        )
+    assert [h["step"] for h in metrics["history"]] == [3, 4]
+    assert any("continuing on the new data" in r.getMessage() for r in caplog.records)
+    # The data it now trains on is recorded: resuming on it again needs no flag.
+    config.num_steps = 5
+    again = train.train_and_evaluate(config, tmp_path / "run", data=b, mesh=_one_device())
+    assert [h["step"] for h in again["history"]] == [5]
+
+
+def test_too_few_rows_names_the_file(tmp_path):
+    one_row = _write_flows(tmp_path / "one.csv", 1)
+    config = _tiny("wavenet")
+    config.data.fraction = 1.0
+    expected = rf"^{re.escape(str(one_row))}: need at least 3 rows to split, got 1"
+    with pytest.raises(ValueError, match=expected):
+        train.train_and_evaluate(config, tmp_path / "run", data=one_row)
 
 
 def _run_script(*args):
