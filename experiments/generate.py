@@ -34,7 +34,13 @@ flags.DEFINE_float("temperature", 1.0, "softmax temperature")
 flags.DEFINE_integer("top_k", 40, "k for --strategy=top_k")
 flags.DEFINE_float("top_p", 0.95, "p for --strategy=top_p")
 flags.DEFINE_integer("shard_rows", 1 << 20, "rows per Parquet shard in directory mode")
+flags.DEFINE_bool(
+    "csv_safe", False,
+    "CSV only: prefix text cells that start with = + - @ with ' so that a spreadsheet shows "
+    "them instead of running them (OWASP CSV injection)",
+)  # fmt: skip
 flags.mark_flags_as_required(["workdir", "out"])
+flags.register_validator("batch_size", lambda n: n >= 1, "--batch_size must be >= 1")
 FLAGS = flags.FLAGS
 
 
@@ -55,6 +61,7 @@ def main(argv):
         batch_size=FLAGS.batch_size,
         strategy=strategy,
         shard_rows=FLAGS.shard_rows,
+        csv_safe=FLAGS.csv_safe,
     )
     logging.info("wrote %d flows to %s", FLAGS.num_flows, path)
 

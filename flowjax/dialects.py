@@ -225,6 +225,23 @@ FLAG_KEYS = frozenset(
     }
 )
 CATEGORICAL_KEYS = PORT_KEYS | FLAG_KEYS | {"protocol", "label"}
+# Keys whose values are text even when they look numeric elsewhere.
+TEXT_KEYS = IP_KEYS | TIME_KEYS | ID_KEYS | {"label", "protocol", "tcp_flags"}
+# Durations and counts: never negative in a well-formed flow (validity rules, loader notes).
+DURATION_KEYS = tuple(
+    ["flow_duration", "fwd_iat_tot", "bwd_iat_tot"]
+    + [f"{f}_{s}" for f in ("flow_iat", "fwd_iat", "bwd_iat", "active", "idle")
+       for s in ("min", "mean", "max", "std")]
+)  # fmt: skip
+COUNT_KEYS = tuple(
+    ["tot_fwd_pkts", "tot_bwd_pkts", "totlen_fwd_pkts", "totlen_bwd_pkts", "fwd_header_len",
+     "bwd_header_len", "pkt_len_var", "down_up_ratio", "pkt_size_avg", "fwd_seg_size_avg",
+     "bwd_seg_size_avg", "fwd_act_data_pkts", "fwd_seg_size_min", "bytes", "packets"]
+    + [f"{d}_{s}" for d in ("fwd_pkt_len", "bwd_pkt_len", "pkt_len")
+       for s in ("min", "mean", "max", "std")]
+    + [f"subflow_{d}_{u}" for d in ("fwd", "bwd") for u in ("pkts", "byts")]
+    + sorted(FLAG_KEYS - {"tcp_flags"})
+)  # fmt: skip
 
 
 def _fold(name: str) -> str:

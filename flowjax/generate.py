@@ -87,8 +87,9 @@ class Generator:
 def load_generator(
     workdir: str | os.PathLike, *, step: int | None = None, devices=None
 ) -> Generator:
-    """Loads a checkpoint of `workdir` (default: the latest) onto a mesh over `devices` (all)."""
+    """Loads the latest readable (or `step`) checkpoint of `workdir` or `workdir/checkpoints`."""
     mesh = parallel.make_mesh(devices)
+    workdir = checkpoint.workdir_of(workdir)
     bundle = checkpoint.load_for_inference(workdir, step=step, mesh=mesh)
     return Generator(
         graphdef=bundle.graphdef,
@@ -97,7 +98,7 @@ def load_generator(
         tokenizer=bundle.tokenizer,
         mesh=mesh,
         step=int(bundle.step),
-        workdir=str(Path(workdir).resolve()),
+        workdir=str(workdir),
     )
 
 
@@ -107,10 +108,13 @@ def parse_condition(text: str | None) -> dict[str, str]:
         return {}
     out = {}
     for item in text.split(","):
-        col, sep, value = item.partition("=")
-        if not sep or not col.strip():
+        col, sep, value = (part.strip() for part in item.partition("="))
+        if not sep or not col:
             raise ValueError(f"--condition: expected 'column=value' items, got {item!r}")
-        out[col.strip()] = value.strip()
+        if col in out:
+            raise ValueError(f"--condition: column {col!r} is given twice "
+                             f"({out[col]!r} and {value!r}); give each column once")  # fmt: skip
+        out[col] = value
     return out
 
 
@@ -322,6 +326,7 @@ def generate(
     gen = _as_generator(source)
     if n < 0:
         raise ValueError(f"n must be >= 0, got {n}")
+    _padded(batch_size, gen.mesh)  # checks batch_size before it divides anything
     tok = gen.tokenizer
     starts = list(range(0, n, batch_size))
     chunks = token_chunks(gen, starts, num_rows=n, seed=seed, batch_size=batch_size,
@@ -395,6 +400,24 @@ def _open_manifest(out: Path, record: dict) -> None:
     _write_atomic(path, json.dumps(record, indent=2))
 
 
+_FORMULA_START = ("=", "+", "-", "@", "\t", "\r")  # what spreadsheets read as a formula
+
+
+def escape_formulas(frame: pd.DataFrame) -> pd.DataFrame:
+    """CSV injection escaping (OWASP): text cells that start like a formula get a leading '.
+
+    Off by default, because the escaped cells are no longer the values the model learnt;
+    for tables that will be opened in a spreadsheet.
+    """
+    frame = frame.copy()
+    for col in frame.columns:
+        if frame[col].dtype == object or pd.api.types.is_string_dtype(frame[col]):
+            text = frame[col]
+            risky = text.str.startswith(_FORMULA_START, na=False)
+            frame[col] = text.where(~risky, "'" + text.astype(str))
+    return frame
+
+
 def _arrow_type(dtype) -> pa.DataType:
     return pa.string() if dtype.kind == "O" else pa.from_numpy_dtype(dtype)
 
@@ -407,8 +430,8 @@ class _Sink:
     `_ROW_GROUP` rows so that row groups are not tiny.
     """
 
-    def __init__(self, path: Path, empty: pd.DataFrame, *, tmp: Path):
-        self.path, self.empty, self.tmp = path, empty, tmp
+    def __init__(self, path: Path, empty: pd.DataFrame, *, tmp: Path, csv_safe: bool = False):
+        self.path, self.empty, self.tmp, self.csv_safe = path, empty, tmp, csv_safe
         self.buffer: list[pa.Table] = []
         name = path.name.lower()
         self.csv = name.endswith((".csv", ".csv.gz"))
@@ -422,6 +445,7 @@ class _Sink:
 
     def write(self, frame: pd.DataFrame) -> None:
         if self.csv:
+            frame = escape_formulas(frame) if self.csv_safe else frame
             frame.to_csv(self.file, header=self.header, index=False)
             self.header = False
             return
@@ -465,6 +489,7 @@ def generate_to_files(
     strategy: sampling.Strategy = DEFAULT_STRATEGY,
     shard_rows: int = 1 << 20,
     progress: bool = True,
+    csv_safe: bool = False,
 ) -> Path:
     """Generates n flows into files, streaming: host memory stays flat for any n.
 
@@ -483,6 +508,8 @@ def generate_to_files(
       seed, condition, class_balance, batch_size, strategy: as for `generate`.
       shard_rows: rows per Parquet shard in directory mode.
       progress: show a tqdm progress bar.
+      csv_safe: escape text cells that a spreadsheet would run as a formula (CSV only;
+        `escape_formulas`).
 
     Returns:
       The path written (file or directory).
@@ -491,6 +518,7 @@ def generate_to_files(
     out = Path(out)
     if n < 0:
         raise ValueError(f"--num_flows must be >= 0, got {n}")
+    _padded(batch_size, gen.mesh)  # checks batch_size before it divides anything
     tok = gen.tokenizer
     empty = _empty(tok)
     single = out.name.lower().endswith((".csv", ".csv.gz", ".parquet"))
@@ -524,7 +552,7 @@ def generate_to_files(
         for path, first, rows in plan:
             # A shard's temporary name is hidden so that a reader of the directory skips it.
             tmp = path.with_name(("." if not single else "") + path.name + ".tmp")
-            sink = _Sink(path, empty, tmp=tmp)
+            sink = _Sink(path, empty, tmp=tmp, csv_safe=csv_safe)
             try:
                 for _ in range(first, first + rows, batch_size):
                     start, tokens, _ = next(chunks)

@@ -17,6 +17,8 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
+import pyarrow as pa
+import pyarrow.parquet as pq
 
 from flowjax import dialects, relations
 from flowjax.schema import Schema, choose_label, infer_schema
@@ -28,10 +30,11 @@ _NONFINITE_TEXT = {
     "+inf": np.inf, "+Infinity": np.inf,
     "-inf": -np.inf, "-Inf": -np.inf, "-INF": -np.inf, "-Infinity": -np.inf, "-infinity": -np.inf,
 }  # fmt: skip
-# Canonical keys whose values are text even when they look numeric elsewhere.
-_TEXT_KEYS = (
-    dialects.IP_KEYS | dialects.TIME_KEYS | dialects.ID_KEYS | {"label", "protocol", "tcp_flags"}
-)
+# The least value a count or duration can take; CICFlowMeter writes -1 for 'no TCP window seen'.
+_LOWER_BOUNDS = {k: 0 for k in dialects.COUNT_KEYS + dialects.DURATION_KEYS} | {
+    "init_fwd_win_byts": -1,
+    "init_bwd_win_byts": -1,
+}
 
 
 @dataclasses.dataclass(frozen=True)
@@ -72,6 +75,8 @@ class ValidationReport:
     duplicate_rows: int = 0
     excluded_columns: dict[str, str] = dataclasses.field(default_factory=dict)  # col -> how
     dependencies: list[str] = dataclasses.field(default_factory=list)
+    renamed_columns: dict[str, str] = dataclasses.field(default_factory=dict)  # 'X.1' -> 'X'
+    negative_values: dict[str, int] = dataclasses.field(default_factory=dict)  # col -> rows
 
     def to_dict(self) -> dict:
         return dataclasses.asdict(self)
@@ -90,6 +95,12 @@ class ValidationReport:
             lines.append(f"  {col}: " + ", ".join(f"{k} {v}" for k, v in counts.items()))
         for col, n in self.clipped.items():
             lines.append(f"  {col}: {n} infinite values clipped to the finite range")
+        for col, first in self.renamed_columns.items():
+            lines.append(f"  column {first!r} appears more than once with different values; "
+                         f"a later one is read as {col!r}")  # fmt: skip
+        for col, n in self.negative_values.items():
+            lines.append(f"  {col}: {n} values below {_lower_bound(col)}, the least a "
+                         "count or duration can be")  # fmt: skip
         if self.excluded_columns:
             parts = "; ".join(f"{c}: {k}" for c, k in self.excluded_columns.items())
             lines.append(f"  not modelled: {parts}")
@@ -109,23 +120,39 @@ class Flows:
     report: ValidationReport
 
 
+def _is_parquet(path: Path) -> bool:
+    return path.name.lower().endswith((".parquet", ".pq"))
+
+
+def _read_parquet(path: Path) -> pd.DataFrame:
+    """Reads a Parquet file; raises ValueError for repeated names and nested columns."""
+    fields = pq.read_schema(path)
+    dupes = sorted({n for n in fields.names if fields.names.count(n) > 1})
+    if dupes:
+        raise ValueError(f"{path}: column names repeat: {dupes}; give each column its own name")
+    nested = [f.name for f in fields if pa.types.is_nested(f.type)]
+    if nested:
+        raise ValueError(f"{path}: columns {nested} are nested (list, struct or map): "
+                         "flowjax needs flat columns; flatten or drop them")  # fmt: skip
+    return pd.read_parquet(path)
+
+
 def _read_table(path: Path) -> pd.DataFrame:
     """Reads CSV, CSV.gz or Parquet; wraps low-level failures in a ValueError naming the file."""
     if not path.exists():
         raise ValueError(f"{path}: no such file")
     if path.stat().st_size == 0:
         raise ValueError(f"{path}: the file is empty")
-    suffixes = "".join(path.suffixes[-2:]).lower()
     try:
-        if suffixes.endswith(".parquet") or suffixes.endswith(".pq"):
-            frame = pd.read_parquet(path)
+        if _is_parquet(path):
+            frame = _read_parquet(path)
         else:
             frame = pd.read_csv(path, low_memory=False, na_values=[], keep_default_na=False)
     except (EOFError, gzip.BadGzipFile, zlib.error) as e:
         raise ValueError(f"{path}: the compressed file is truncated or corrupt ({e})") from e
     except pd.errors.EmptyDataError as e:
         raise ValueError(f"{path}: the file is empty (no header)") from e
-    except (pd.errors.ParserError, UnicodeDecodeError, OSError) as e:
+    except (pd.errors.ParserError, UnicodeDecodeError, OSError, pa.ArrowException) as e:
         raise ValueError(f"{path}: cannot be read as a table ({e})") from e
     if frame.shape[1] == 0:
         raise ValueError(f"{path}: the file has no columns")
@@ -142,6 +169,44 @@ def _normalise_names(frame: pd.DataFrame, report: ValidationReport) -> pd.DataFr
         dupes = sorted({c for c in names if names.count(c) > 1})
         raise ValueError(f"{report.path}: column names repeat after stripping spaces: {dupes}")
     return frame
+
+
+def _header_names(path: Path) -> list[str] | None:
+    """A CSV's header fields as written, stripped; None for Parquet."""
+    if _is_parquet(path):
+        return None
+    head = pd.read_csv(path, header=None, nrows=1, dtype=str, keep_default_na=False)
+    return [str(c).strip() for c in head.iloc[0]]
+
+
+def _differing_copies(frame: pd.DataFrame, header: list[str] | None) -> dict[str, str]:
+    """Columns pandas renamed ('X.1': the header repeats 'X') whose values differ from 'X'."""
+    if header is None or len(header) != frame.shape[1]:
+        return {}
+    out = {}
+    for i, name in enumerate(header):
+        first = frame.iloc[:, header.index(name)]
+        copy = frame.iloc[:, i]
+        if not ((first == copy) | (first.isna() & copy.isna())).all():
+            out[frame.columns[i]] = name
+    return out
+
+
+def _lower_bound(col: str) -> int | None:
+    """The least value a count or duration column can take; None for other columns."""
+    return _LOWER_BOUNDS.get(dialects.canonical_name(col))
+
+
+def _count_negative(frame: pd.DataFrame) -> dict[str, int]:
+    """Rows per count or duration column with a value below the column's least value."""
+    out = {}
+    for col in frame.columns:
+        bound = _lower_bound(col)
+        if bound is not None and pd.api.types.is_numeric_dtype(frame[col]):
+            n = int((frame[col].to_numpy(np.float64, na_value=np.nan) < bound).sum())
+            if n:
+                out[col] = n
+    return out
 
 
 def _remove_header_rows(frame: pd.DataFrame, report: ValidationReport) -> pd.DataFrame:
@@ -171,7 +236,7 @@ def _is_numeric_text(col: str, values: pd.Series) -> bool:
     """True when a text column is numbers spoilt by a few bad cells, not a categorical column."""
     key = dialects.canonical_name(col)
     if key is not None and key not in dialects.PORT_KEYS:  # numeric unless a text field
-        return key not in _TEXT_KEYS
+        return key not in dialects.TEXT_KEYS
     text = values.astype(str).str.strip()
     text = text[~text.isin(_NONFINITE_TEXT)]
     if text.empty:
@@ -318,6 +383,8 @@ def load_flows(
     report.duplicate_rows = int(frame.duplicated().sum())
     report.excluded_columns = _how_written(inferred)
     report.dependencies = inferred.relations.lines()
+    report.renamed_columns = _differing_copies(frame, _header_names(path))
+    report.negative_values = _count_negative(frame)
     return Flows(frame=frame, schema=inferred, report=report)
 
 

@@ -196,3 +196,26 @@ def test_decoded_values_depend_only_on_seed_and_row():
     )
     pd.testing.assert_frame_equal(parts, whole)
     assert not tok.decode(tokens, seed=6)["Flow Duration"].equals(whole["Flow Duration"])
+
+
+def test_condition_values_must_be_numbers_in_range():
+    frame, schema = table()
+    tok = FlowTokenizer().fit(frame, schema)
+    packets = tok.codecs[tok.columns.index("Total Fwd Packets")]
+    lo, hi = float(packets.edges[0]), float(packets.edges[-1])
+    with pytest.raises(ValueError, match="'Flow Duration' is a numeric column and 'abc' is not"):
+        tok.condition_tokens({"Flow Duration": "abc"})
+    for value in ("-5", "1e12", lo - 1, hi + 1):
+        with pytest.raises(ValueError, match=rf"Total Fwd Packets={value!r} is outside the "
+                                             rf"column's range \[{lo:g}, {hi:g}\]$"):  # fmt: skip
+            tok.condition_tokens({"Total Fwd Packets": value})
+    with pytest.raises(ValueError, match="not a value the model knows exactly"):
+        tok.condition_tokens({"Protocol": "tcp"})
+    with pytest.raises(ValueError, match=r"outside the column's range .*, or 0$"):
+        tok.condition_tokens({"Flow Duration": "-inf"})
+    cond = tok.condition_tokens({"Total Fwd Packets": str(hi), "Flow Duration": "0",
+                                 "Flow Bytes/s": "inf"})  # fmt: skip
+    sentence = np.where(cond < 0, tok.encode(frame.head(1))[0], cond)[None, :]
+    decoded = tok.decode(sentence)
+    assert decoded["Total Fwd Packets"][0] == hi and decoded["Flow Duration"][0] == 0
+    assert np.isposinf(decoded["Flow Bytes/s"][0])

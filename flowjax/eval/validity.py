@@ -25,20 +25,8 @@ from flowjax.eval.report import Row, Section
 RATE_TOL = 1e-2  # relative tolerance of rate and total-length identities
 ORDER_TOL = 1e-6  # relative tolerance of min <= mean <= max
 RATE_KEYS = ("flow_byts_s", "flow_pkts_s", "fwd_pkts_s", "bwd_pkts_s")
-DURATION_KEYS = tuple(
-    ["flow_duration", "fwd_iat_tot", "bwd_iat_tot"]
-    + [f"{f}_{s}" for f in ("flow_iat", "fwd_iat", "bwd_iat", "active", "idle")
-       for s in ("min", "mean", "max", "std")]
-)  # fmt: skip
-COUNT_KEYS = tuple(
-    ["tot_fwd_pkts", "tot_bwd_pkts", "totlen_fwd_pkts", "totlen_bwd_pkts", "fwd_header_len",
-     "bwd_header_len", "pkt_len_var", "down_up_ratio", "pkt_size_avg", "fwd_seg_size_avg",
-     "bwd_seg_size_avg", "fwd_act_data_pkts", "fwd_seg_size_min", "bytes", "packets"]
-    + [f"{d}_{s}" for d in ("fwd_pkt_len", "bwd_pkt_len", "pkt_len")
-       for s in ("min", "mean", "max", "std")]
-    + [f"subflow_{d}_{u}" for d in ("fwd", "bwd") for u in ("pkts", "byts")]
-    + sorted(dialects.FLAG_KEYS - {"tcp_flags"})
-)  # fmt: skip
+DURATION_KEYS = dialects.DURATION_KEYS
+COUNT_KEYS = dialects.COUNT_KEYS
 FAMILIES = (
     "fwd_pkt_len",
     "bwd_pkt_len",
@@ -222,17 +210,11 @@ def check_rows(frame: pd.DataFrame) -> pd.DataFrame:
     """bool [N, applicable rules]: True where a row passes a rule."""
     keys = dialects.canonical_columns(frame.columns)
     raw = {k: frame[col] for col, k in keys.items()}
-    text = (
-        dialects.IP_KEYS
-        | dialects.TIME_KEYS
-        | dialects.ID_KEYS
-        | {"label", "protocol", "tcp_flags"}
-    )
     # Argus leaves the ports of portless protocols (IGMP, some ICMP) empty: port 0, as NetFlow.
     c = {
         k: _numbers(v, empty=0.0 if k in dialects.PORT_KEYS else np.nan)
         for k, v in raw.items()
-        if k not in text
+        if k not in dialects.TEXT_KEYS
     }
     if "flow_duration" in c and dialects.detect_dialect(frame.columns) in SECONDS_DIALECTS:
         c["flow_duration"] = c["flow_duration"] * 1e6
