@@ -15,12 +15,15 @@ _EXPORTS = {
     "load_generator": "flowjax.generate",
     "generate": "flowjax.generate",
     "evaluate": "flowjax.eval",
+    "FlowSynthesizer": "flowjax.synthesizer",
 }
 
 __all__ = [*_EXPORTS, "__version__"]
 
 
 def __getattr__(name: str):
+    if name == "datasets":
+        return importlib.import_module("flowjax.datasets")
     if name in _EXPORTS:
         return getattr(importlib.import_module(_EXPORTS[name]), name)
     raise AttributeError(f"module 'flowjax' has no attribute {name!r}")

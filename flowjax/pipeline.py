@@ -23,6 +23,7 @@ from flax import nnx
 from flowjax import configs, generate, parallel, table, train
 from flowjax import eval as fjeval
 from flowjax.models import ngram
+from flowjax.tokenizer import FlowTokenizer
 
 BASELINES = {"marginals": ngram.Marginals, "bigram": ngram.Bigram}
 
@@ -49,27 +50,34 @@ class ModelResult:
     schema: object = None  # the tokenizer's schema (flowjax.schema.Schema)
 
 
-def real_tables(prepared: train.Prepared) -> RealTables:
-    """The real training and held-out (test split) rows, in the columns generated tables have.
+def scored_columns(tok: FlowTokenizer) -> tuple[list[str], tuple[str, ...], str | None]:
+    """(columns, categorical columns, label) that evaluation compares for a tokenizer's tables.
 
-    Row-index columns are left out: they count rows, and say nothing about flows.
+    The columns generated tables have, but row-index columns: they count rows, and say
+    nothing about flows.
     """
-    schema = prepared.tokenizer.schema
+    schema = tok.schema
     fills = dict(schema.fills)
     columns = [c for c in table.output_columns(schema) if fills.get(c, {}).get("how") != "index"]
-    frame = prepared.frame[columns]
-    splits = prepared.splits
     categorical = tuple(
         c
         for c in columns
         if schema.kind(c) in ("categorical", "label") or schema.dtype(c) == "string"
     )
-    if prepared.tokenizer.mode == "paper":  # the pooled alphabet treats ports and flags as numbers
+    if tok.mode == "paper":  # the pooled alphabet treats ports and flags as numbers
         categorical = tuple(c for c in categorical if c == schema.label)
+    return columns, categorical, schema.label if schema.label in tok.columns else None
+
+
+def real_tables(prepared: train.Prepared) -> RealTables:
+    """The real training and held-out (test split) rows, in the columns evaluation compares."""
+    columns, categorical, label = scored_columns(prepared.tokenizer)
+    frame = prepared.frame[columns]
+    splits = prepared.splits
     return RealTables(
         train=frame.iloc[splits.train_idx].reset_index(drop=True),
         holdout=frame.iloc[splits.test_idx].reset_index(drop=True),
-        label=schema.label if schema.label in prepared.tokenizer.columns else None,
+        label=label,
         categorical=categorical,
     )
 

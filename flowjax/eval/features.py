@@ -190,9 +190,8 @@ class Encoder:
     def codes(self, frame: pd.DataFrame, column: str) -> np.ndarray:
         """int64 [N] index into the column's top categories; len(categories) = 'other'."""
         cats = self.categories[column]
-        return pd.Categorical(category_strings(frame[column]), categories=cats).codes.astype(
-            np.int64
-        ) % (len(cats) + 1)
+        codes = pd.Index(cats).get_indexer(np.asarray(category_strings(frame[column]), object))
+        return np.where(codes < 0, len(cats), codes).astype(np.int64)
 
     def one_hot(self, frame: pd.DataFrame, *, label: bool) -> np.ndarray:
         """float64 [N, sum(K_c + 1)] one-hot categories (label included only when asked)."""
