@@ -25,7 +25,7 @@ from absl import app, flags
 from flax import nnx
 
 from experiments import SHARED_DATA
-from flowjax import configs, models, sampling, train
+from flowjax import configs, data, models, sampling
 
 _DDOS = SHARED_DATA / "cicids2017_mlcve_friday_afternoon_ddos_head10k.csv.gz"
 flags.DEFINE_string("data", str(_DDOS), "flow table the tokenizer is fitted on (sets V, length)")
@@ -148,7 +148,7 @@ def main(argv):
             config = configs.get_config(family, preset)
             mode = config.tokenizer.mode
             if mode not in tokenizers:
-                tokenizers[mode] = train.prepare_data(config, FLAGS.data).tokenizer
+                tokenizers[mode] = data.prepare_data(config, FLAGS.data).tokenizer
             tok = tokenizers[mode]
             model = models.build_model(models.model_config_from(config.model),
                                        vocab_size=tok.vocab_size, seq_len=tok.seq_len,

@@ -1,15 +1,28 @@
-"""Sentences into training arrays: a seeded stratified split and batches fixed by (seed, step).
+"""The data path up to the model: load -> split -> tokenize -> encode -> batches.
 
-Batches are a pure function of the seed and the step, so a run resumed from a
-checkpoint at step s sees exactly the batches an uninterrupted run would.
+`prepare_data` (or `load_table` then `encode_table`) turns a flow file into a `Prepared`
+run: the table, its schema, the fitted tokenizer and the train/val/test sentences, split
+by a seeded stratified split. Batches are a pure function of the seed and the step, so
+a run resumed from a checkpoint at step s sees exactly the batches an uninterrupted run
+would. `data_fingerprint` says which table a run trained on.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import functools
+import hashlib
+import json
+import os
+from typing import Any
 
+import ml_collections
 import numpy as np
+import pandas as pd
+
+from flowjax.io import BadValuePolicy, load_flows
+from flowjax.schema import Schema
+from flowjax.tokenizer import FlowTokenizer
 
 
 @dataclasses.dataclass(frozen=True)
@@ -100,3 +113,85 @@ def get_batch(tokens: np.ndarray, *, step: int, batch_size: int, seed: int) -> n
         sel = epochs == e
         rows[sel] = _epoch_permutation(seed, int(e), n)[pos[sel]]
     return tokens[rows]
+
+
+@dataclasses.dataclass(frozen=True)
+class Prepared:
+    """The tokenized data of a run, and the loaded table its rows come from."""
+
+    tokenizer: FlowTokenizer
+    schema: Schema
+    splits: Splits
+    frame: pd.DataFrame  # row i of the table is sentence i; the splits index into it
+
+
+def load_table(
+    config: ml_collections.ConfigDict, data: str | os.PathLike
+) -> tuple[pd.DataFrame, Schema]:
+    """Loads the flows of `data` and subsamples `config.data.fraction` of them (the run's table)."""
+    dc = config.data
+    if not 0 < dc.fraction <= 1:
+        raise ValueError(f"config.data.fraction must be in (0, 1], got {dc.fraction}")
+    flows = load_flows(data, label=dc.label or None, policy=BadValuePolicy(nonfinite=dc.nonfinite),
+                       derive=dc.derive)  # fmt: skip
+    frame = flows.frame
+    if dc.fraction < 1:
+        frame = frame.sample(frac=dc.fraction, random_state=dc.split_seed).reset_index(drop=True)
+    return frame, flows.schema
+
+
+def encode_table(
+    config: ml_collections.ConfigDict,
+    frame: pd.DataFrame,
+    schema: Schema,
+    *,
+    source: str | os.PathLike,
+    tokenizer_json: str | None = None,
+) -> Prepared:
+    """Splits the table, fits the tokenizer (or reuses `tokenizer_json`), encodes every split.
+
+    A ValueError (too few rows, a value the reused tokenizer never saw) names `source`.
+    """
+    dc = config.data
+    labels = frame[schema.label].to_numpy() if schema.label else None
+    try:
+        tr, va, te = split_indices(len(frame), labels, fractions=tuple(dc.split),
+                                   seed=dc.split_seed)  # fmt: skip
+        if tokenizer_json is None:
+            tok = FlowTokenizer(mode=config.tokenizer.mode, n_bins=config.tokenizer.n_bins)
+            tok.fit(frame.iloc[tr], schema, vocabulary=frame)
+        else:
+            tok = FlowTokenizer.from_json(tokenizer_json)
+        tokens = tok.encode(frame)
+    except ValueError as e:
+        raise ValueError(f"{source}: {e}") from e
+    return Prepared(tok, schema, Splits(tokens[tr], tokens[va], tokens[te], tr, va, te), frame)
+
+
+def prepare_data(
+    config: ml_collections.ConfigDict, data: str | os.PathLike, *, tokenizer_json: str | None = None
+) -> Prepared:
+    """Loads flows, subsamples `config.data.fraction`, splits, fits the tokenizer, encodes.
+
+    The tokenizer's bins come from the training split, its vocabulary (categories, NaN
+    and Infinity tokens) from the whole table, so every split encodes.
+
+    Args:
+      config: the run config (uses `data` and `tokenizer`).
+      data: a flow file or a dataset name (`flowjax.io.load_flows`).
+      tokenizer_json: a fitted tokenizer to reuse (a resumed run), instead of fitting.
+
+    Returns:
+      The tokenizer, schema, train/val/test sentences int32[n, 1 + F] and the table.
+    """
+    frame, schema = load_table(config, data)
+    return encode_table(config, frame, schema, source=data, tokenizer_json=tokenizer_json)
+
+
+def data_fingerprint(frame: pd.DataFrame, source: str | os.PathLike) -> dict[str, Any]:
+    """What a run trained on: row count, columns, a SHA-256 of the table's contents, the source."""
+    columns = [str(c) for c in frame.columns]
+    digest = hashlib.sha256(json.dumps(columns).encode())
+    digest.update(pd.util.hash_pandas_object(frame, index=False).to_numpy().tobytes())
+    return {"rows": len(frame), "columns": columns, "sha256": digest.hexdigest(),
+            "source": str(source)}  # fmt: skip

@@ -21,6 +21,7 @@ from absl import logging
 from flax import nnx
 
 from flowjax import configs, generate, parallel, table, train
+from flowjax import data as fjdata
 from flowjax import eval as fjeval
 from flowjax.models import ngram
 from flowjax.tokenizer import FlowTokenizer
@@ -69,7 +70,7 @@ def scored_columns(tok: FlowTokenizer) -> tuple[list[str], tuple[str, ...], str 
     return columns, categorical, schema.label if schema.label in tok.columns else None
 
 
-def real_tables(prepared: train.Prepared) -> RealTables:
+def real_tables(prepared: fjdata.Prepared) -> RealTables:
     """The real training and held-out (test split) rows, in the columns evaluation compares."""
     columns, categorical, label = scored_columns(prepared.tokenizer)
     frame = prepared.frame[columns]
@@ -99,12 +100,12 @@ def model_config(family: str, preset: str) -> ml_collections.ConfigDict:
 
 def fit(
     config: ml_collections.ConfigDict, data: str | os.PathLike, workdir: str | os.PathLike
-) -> tuple[generate.Generator, train.Prepared, dict]:
+) -> tuple[generate.Generator, fjdata.Prepared, dict]:
     """Trains (or, for a baseline, counts) the configured model and returns a generator for it."""
     mesh = parallel.make_mesh()
     name = config.model.name
     if name in BASELINES:
-        prepared = train.prepare_data(config, data)
+        prepared = fjdata.prepare_data(config, data)
         tok = prepared.tokenizer
         model = BASELINES[name](vocab_size=tok.vocab_size, seq_len=tok.seq_len)
         ngram.fit_counts(model, prepared.splits.train)
@@ -122,10 +123,8 @@ def fit(
                 "val_bits_per_column": nats / (tok.seq_len - 1) / math.log(2),
             },
         )
-    metrics = train.train_and_evaluate(config, workdir, data=data, mesh=mesh)
-    gen = generate.load_generator(workdir)
-    prepared = train.prepare_data(config, data, tokenizer_json=gen.tokenizer.to_json())
-    return gen, prepared, metrics
+    metrics, prepared = train.train_model(config, workdir, data=data, mesh=mesh)
+    return generate.load_generator(workdir), prepared, metrics
 
 
 def run_model(

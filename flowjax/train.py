@@ -13,8 +13,6 @@ it was trained on; resuming on another table needs `allow_new_data`.
 from __future__ import annotations
 
 import dataclasses
-import hashlib
-import json
 import math
 import os
 import sys
@@ -26,18 +24,14 @@ import jax.numpy as jnp
 import ml_collections
 import numpy as np
 import optax
-import pandas as pd
 import tqdm
 from absl import logging
 from flax import nnx
 
 import flowjax
 from flowjax import checkpoint, parallel
-from flowjax.data import Splits, get_batch, split_indices
-from flowjax.io import BadValuePolicy, load_flows
+from flowjax.data import Prepared, data_fingerprint, encode_table, get_batch, load_table
 from flowjax.models import ModelConfig, build_model, model_config_from
-from flowjax.schema import Schema
-from flowjax.tokenizer import FlowTokenizer
 
 TrainState = dict[str, Any]  # {'params', 'rest', 'opt_state', 'step'}
 
@@ -90,88 +84,6 @@ class TrainConfig:
             **{k: config[k] for k in fields},
             optimizer=OptimizerConfig(**config.optimizer.to_dict()),
         )
-
-
-@dataclasses.dataclass(frozen=True)
-class Prepared:
-    """The tokenized data of a run, and the loaded table its rows come from."""
-
-    tokenizer: FlowTokenizer
-    schema: Schema
-    splits: Splits
-    frame: pd.DataFrame  # row i of the table is sentence i; the splits index into it
-
-
-def load_table(
-    config: ml_collections.ConfigDict, data: str | os.PathLike
-) -> tuple[pd.DataFrame, Schema]:
-    """Loads the flows of `data` and subsamples `config.data.fraction` of them (the run's table)."""
-    dc = config.data
-    if not 0 < dc.fraction <= 1:
-        raise ValueError(f"config.data.fraction must be in (0, 1], got {dc.fraction}")
-    flows = load_flows(data, label=dc.label or None, policy=BadValuePolicy(nonfinite=dc.nonfinite),
-                       derive=dc.derive)  # fmt: skip
-    frame = flows.frame
-    if dc.fraction < 1:
-        frame = frame.sample(frac=dc.fraction, random_state=dc.split_seed).reset_index(drop=True)
-    return frame, flows.schema
-
-
-def encode_table(
-    config: ml_collections.ConfigDict,
-    frame: pd.DataFrame,
-    schema: Schema,
-    *,
-    source: str | os.PathLike,
-    tokenizer_json: str | None = None,
-) -> Prepared:
-    """Splits the table, fits the tokenizer (or reuses `tokenizer_json`), encodes every split.
-
-    A ValueError (too few rows, a value the reused tokenizer never saw) names `source`.
-    """
-    dc = config.data
-    labels = frame[schema.label].to_numpy() if schema.label else None
-    try:
-        tr, va, te = split_indices(len(frame), labels, fractions=tuple(dc.split),
-                                   seed=dc.split_seed)  # fmt: skip
-        if tokenizer_json is None:
-            tok = FlowTokenizer(mode=config.tokenizer.mode, n_bins=config.tokenizer.n_bins)
-            tok.fit(frame.iloc[tr], schema, vocabulary=frame)
-        else:
-            tok = FlowTokenizer.from_json(tokenizer_json)
-        tokens = tok.encode(frame)
-    except ValueError as e:
-        raise ValueError(f"{source}: {e}") from e
-    return Prepared(tok, schema, Splits(tokens[tr], tokens[va], tokens[te], tr, va, te), frame)
-
-
-def prepare_data(
-    config: ml_collections.ConfigDict, data: str | os.PathLike, *, tokenizer_json: str | None = None
-) -> Prepared:
-    """Loads flows, subsamples `config.data.fraction`, splits, fits the tokenizer, encodes.
-
-    The tokenizer's bins come from the training split, its vocabulary (categories, NaN
-    and Infinity tokens) from the whole table, so every split encodes.
-
-    Args:
-      config: the run config (uses `data` and `tokenizer`).
-      data: a flow file or a dataset name (`flowjax.io.load_flows`).
-      tokenizer_json: a fitted tokenizer to reuse (a resumed run), instead of fitting.
-
-    Returns:
-      The tokenizer, schema, train/val/test sentences int32[n, 1 + F] and the table.
-    """
-    frame, schema = load_table(config, data)
-    return encode_table(config, frame, schema, source=data, tokenizer_json=tokenizer_json)
-
-
-def data_fingerprint(frame: pd.DataFrame, source: str | os.PathLike) -> dict[str, Any]:
-    """What a run trained on: row count, columns, a SHA-256 of the table's contents, the source."""
-    columns = [str(c) for c in frame.columns]
-    digest = hashlib.sha256(json.dumps(columns).encode())
-    digest.update(pd.util.hash_pandas_object(frame, index=False).to_numpy().tobytes())
-    return {"rows": len(frame), "columns": columns, "sha256": digest.hexdigest(),
-            "source": str(source)}  # fmt: skip
 
 
 def _describe_data(fingerprint: dict[str, Any]) -> str:
@@ -344,6 +256,18 @@ def train_and_evaluate(
     mesh: jax.sharding.Mesh | None = None,
     allow_new_data: bool = False,
 ) -> dict[str, Any]:
+    """Trains the configured model on `data` and returns its final metrics (see `train_model`)."""
+    return train_model(config, workdir, data=data, mesh=mesh, allow_new_data=allow_new_data)[0]
+
+
+def train_model(
+    config: ml_collections.ConfigDict,
+    workdir: str | os.PathLike,
+    *,
+    data: str | os.PathLike,
+    mesh: jax.sharding.Mesh | None = None,
+    allow_new_data: bool = False,
+) -> tuple[dict[str, Any], Prepared]:
     """Trains the configured model on `data`, checkpointing to `workdir`; resumes if possible.
 
     A resumed run starts from the newest checkpoint that reads, and only on the
@@ -360,7 +284,8 @@ def train_and_evaluate(
       Final metrics: step, train_loss and val_loss (nats per flow),
       val_bits_per_column, tokens_per_second, num_params, vocab_size, seq_len,
       checkpoint_dir, and history (one {step, train_loss[, val_loss]} per log
-      point of this call; train_loss is the mean since the previous one).
+      point of this call; train_loss is the mean since the previous one); and the
+      prepared data the run trained on (its table, tokenizer and splits).
     """
     workdir = str(workdir)
     tcfg = TrainConfig.from_config(config)
@@ -377,8 +302,10 @@ def train_and_evaluate(
         manager.close()
 
 
-def _train(config, tcfg, model_cfg, workdir, data, mesh, manager, allow_new_data) -> dict[str, Any]:
-    """The body of `train_and_evaluate`: set-up, optional resume, the loop, final metrics."""
+def _train(
+    config, tcfg, model_cfg, workdir, data, mesh, manager, allow_new_data
+) -> tuple[dict[str, Any], Prepared]:
+    """The body of `train_model`: set-up, optional resume, the loop, final metrics."""
     repl = parallel.replicated(mesh)
     latest, saved_meta = checkpoint.resume_point(manager, repl)
     if saved_meta and model_config_from(saved_meta["config"]["model"]) != model_cfg:
@@ -469,7 +396,7 @@ def _train(config, tcfg, model_cfg, workdir, data, mesh, manager, allow_new_data
                 checkpoint.save(manager, step, state, meta, force=last)
             clock = time.perf_counter()
     val_loss = history[-1]["val_loss"] if history else evaluate(state, splits.val, legal)
-    return {
+    metrics = {
         "step": int(step),
         "train_loss": history[-1]["train_loss"] if history else float("nan"),
         "val_loss": val_loss,
@@ -481,6 +408,7 @@ def _train(config, tcfg, model_cfg, workdir, data, mesh, manager, allow_new_data
         "checkpoint_dir": str(checkpoint.checkpoint_dir(workdir)),
         "history": history,
     }
+    return metrics, prep
 
 
 def _log_above_bar(message: str, *args: Any) -> None:

@@ -13,11 +13,10 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from flowjax import parallel, train
-from flowjax.configs import rnn, transformer, wavenet
+from flowjax import configs, parallel, train
+from flowjax import data as fjdata
 from flowjax.models import model_config_from
 
-FAMILIES = {"wavenet": wavenet, "rnn": rnn, "transformer": transformer}
 REPO = Path(__file__).resolve().parents[1]
 SMALL_FILE = "ugr16_netflow_sample1k.csv.gz"  # 1,000 NetFlow records, 7 sentence columns
 
@@ -30,7 +29,7 @@ def _one_device():
 
 
 def _tiny(family, **overrides):
-    config = FAMILIES[family].get_config("tiny")
+    config = configs.get_config(family, "tiny")
     config.update(overrides)
     return config
 
@@ -50,7 +49,7 @@ def test_sequence_loss_sums_symbols_and_respects_the_legal_mask():
     )
 
 
-@pytest.mark.parametrize("family", sorted(FAMILIES))
+@pytest.mark.parametrize("family", sorted(configs.FAMILIES))
 def test_loss_falls_on_a_real_file(family, shared_data, tmp_path):
     config = _tiny(family, num_steps=300, eval_every=300, log_every=100, checkpoint_every=300)
     config.data.fraction = 1.0
@@ -153,7 +152,7 @@ def test_resume_on_other_data_is_refused_unless_allowed(tmp_path, caplog):
     train.train_and_evaluate(config, tmp_path / "run", data=a, mesh=_one_device())
     config.num_steps = 4
     hashes = [
-        train.data_fingerprint(train.load_table(config, f)[0], f)["sha256"][:12] for f in (a, b)
+        fjdata.data_fingerprint(fjdata.load_table(config, f)[0], f)["sha256"][:12] for f in (a, b)
     ]
     with pytest.raises(ValueError, match="allow_new_data") as refused:
         train.train_and_evaluate(config, tmp_path / "run", data=b, mesh=_one_device())
