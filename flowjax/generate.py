@@ -332,7 +332,12 @@ def generate(
     chunks = token_chunks(gen, starts, num_rows=n, seed=seed, batch_size=batch_size,
                           strategy=strategy, condition=condition,
                           class_balance=class_balance)  # fmt: skip
-    frames = [decode_rows(tok, t, seed=seed, start=s) for s, t, _ in chunks]
+    frames = []
+    with tqdm.tqdm(total=n, unit="rows", unit_scale=True, desc="generate",
+                   disable=None if parallel.is_main_process() else True) as bar:  # fmt: skip
+        for start, tokens, _ in chunks:
+            frames.append(decode_rows(tok, tokens, seed=seed, start=start))
+            bar.update(len(tokens))
     if not frames:
         return _empty(tok)
     return pd.concat(frames, ignore_index=True)

@@ -15,6 +15,7 @@ from collections.abc import Sequence
 
 import numpy as np
 import pandas as pd
+import tqdm
 from absl import logging
 from threadpoolctl import threadpool_limits  # a dependency of scikit-learn
 
@@ -168,11 +169,14 @@ def evaluate(
         "validity": lambda: validity.validity(synthetic, holdout),
     }
     results: dict[str, Section] = {}
-    with threadpool_limits(limits=threads):
-        for name in SECTIONS:
-            if name in sections:
-                results[name] = runners[name]()
-                logging.info("eval %s: %.1f s", name, results[name].seconds)
+    todo = [name for name in SECTIONS if name in sections]
+    # A bar on a console only (disable=None: off when stderr is not a terminal).
+    bar = tqdm.tqdm(todo, desc="evaluate", unit="section", disable=None)
+    with threadpool_limits(limits=threads), bar:
+        for name in bar:
+            bar.set_postfix_str(name)
+            results[name] = runners[name]()
+            logging.info("eval %s: %.1f s", name, results[name].seconds)
     report = EvalReport(
         n_rows={k: len(v) for k, v in full.items()},
         columns={
