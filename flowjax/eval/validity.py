@@ -196,13 +196,13 @@ RULES: dict[str, tuple[str, Rule]] = {
 
 def _numbers(values: pd.Series, *, empty: float = np.nan) -> np.ndarray:
     """float64 [N]: the column as numbers; hexadecimal text ('0x0303', Argus) included,
-    empty text cells as `empty`."""
+    empty (or missing) cells of a text column as `empty`."""
     out = pd.to_numeric(values, errors="coerce").to_numpy(np.float64, copy=True)
     if not pd.api.types.is_numeric_dtype(values):
         text = values.astype(str).str.strip().str.lower()
         hexa = text.str.fullmatch(r"0x[0-9a-f]+").to_numpy()
         out[hexa] = [int(x, 16) for x in text[hexa]]
-        out[(text == "").to_numpy()] = empty
+        out[((text == "") | values.isna()).to_numpy()] = empty
     return out
 
 
