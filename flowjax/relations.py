@@ -332,6 +332,14 @@ CHAINS = (
     ("fwd_act_data_pkts", "tot_fwd_pkts"),
     ("src_bytes", "bytes"),  # Argus: the source's bytes are part of the flow's
 )  # fmt: skip
+# Zero implications the dialects define (no packets in a direction: no bytes, lengths or gaps
+# there), used whenever the data has such rows, however few; others need MIN_ZEROS.
+ZERO_CAUSES = {
+    **{f"tot_{d}_pkts": (f"totlen_{d}_pkts", f"{d}_pkt_len_max", f"{d}_pkt_len_min",
+                         f"{d}_pkt_len_std", f"{d}_iat_tot", f"{d}_iat_max", f"{d}_iat_min",
+                         f"{d}_iat_std") for d in ("fwd", "bwd")},
+    "packets": ("bytes",),
+}  # fmt: skip
 # Candidate per-unit bounds by canonical key: (total, count); the range is read off the data.
 BOUNDS = (("bytes", "packets"), ("totlen_fwd_pkts", "tot_fwd_pkts"),
           ("totlen_bwd_pkts", "tot_bwd_pkts"))  # fmt: skip
@@ -422,18 +430,30 @@ def _find_lookups(frame: pd.DataFrame, label: str | None, categorical: list[str]
 
 
 def _find_zero_implications(frame: pd.DataFrame, numeric: list[str]) -> Found:
-    """Pairs where every row with cause == 0 also has effect == 0 (and the effect varies)."""
+    """Pairs where every row with cause == 0 also has effect == 0 (and the effect varies).
+
+    A cause needs MIN_ZEROS of the rows at zero, unless the dialect declares the pair
+    (`ZERO_CAUSES`): then one such row is enough.
+    """
     if not numeric:
         return []
     z = np.stack([frame[c].to_numpy(np.float64) == 0 for c in numeric], axis=1).astype(np.float64)
     both = z.T @ z  # [a, b]: rows where a and b are both zero
     zeros = np.diag(both)
+    keys = [dialects.canonical_name(c) for c in numeric]
+
+    def declared(i: int, j: int) -> bool:
+        return keys[j] is not None and keys[j] in ZERO_CAUSES.get(keys[i], ())
+
     return [
         (ZeroImplies(a, b), len(frame))
         for i, a in enumerate(numeric)
-        if MIN_ZEROS * len(frame) <= zeros[i] < len(frame)
+        if 0 < zeros[i] < len(frame)
         for j, b in enumerate(numeric)
-        if i != j and both[i, j] == zeros[i] and zeros[j] < len(frame)
+        if i != j
+        and both[i, j] == zeros[i]
+        and zeros[j] < len(frame)
+        and (zeros[i] >= MIN_ZEROS * len(frame) or declared(i, j))
     ]
 
 
