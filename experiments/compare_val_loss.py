@@ -15,12 +15,11 @@ on one scale per symbol. Prints a markdown table.
 
 from __future__ import annotations
 
-import logging as std_logging
 from pathlib import Path
 
-from absl import app, flags, logging
+from absl import app, flags
 
-from flowjax import configs, train
+from flowjax import checkpoint, configs, train
 
 FLAGS = flags.FLAGS
 flags.DEFINE_string("data", None, "Flow file or dataset name.")
@@ -34,9 +33,7 @@ flags.mark_flags_as_required(["data", "workdir"])
 
 def main(argv: list[str]) -> None:
     del argv
-    logging.get_absl_logger().addFilter(
-        lambda r: r.levelno >= std_logging.WARNING or "/orbax/" not in r.pathname
-    )
+    checkpoint.quiet_orbax_logs()
     rows = []
     for family in FLAGS.families:
         for preset in FLAGS.presets:

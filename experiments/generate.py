@@ -17,7 +17,7 @@ of Parquet shards that a rerun with the same flags resumes.
 import jax
 from absl import app, flags, logging
 
-from flowjax import generate, sampling
+from flowjax import checkpoint, generate, sampling
 
 flags.DEFINE_string("workdir", None, "training run directory (holding checkpoints/)")
 flags.DEFINE_integer("num_flows", 10_000, "number of flows to generate")
@@ -39,6 +39,7 @@ flags.DEFINE_bool(
     "CSV only: prefix text cells that start with = + - @ with ' so that a spreadsheet shows "
     "them instead of running them (OWASP CSV injection)",
 )  # fmt: skip
+flags.DEFINE_bool("verbose", False, "also show orbax's INFO logs")
 flags.mark_flags_as_required(["workdir", "out"])
 flags.register_validator("batch_size", lambda n: n >= 1, "--batch_size must be >= 1")
 FLAGS = flags.FLAGS
@@ -47,6 +48,8 @@ FLAGS = flags.FLAGS
 def main(argv):
     if len(argv) > 1:
         raise app.UsageError(f"unexpected arguments: {argv[1:]}")
+    if not FLAGS.verbose:
+        checkpoint.quiet_orbax_logs()
     logging.info("jax %s, devices %s, process %d", jax.__version__, jax.devices(),
                  jax.process_index())  # fmt: skip
     strategy = sampling.strategy_from_flags(FLAGS.strategy, temperature=FLAGS.temperature,

@@ -17,7 +17,7 @@ import jax
 from absl import app, flags, logging
 
 from experiments import SHARED_DATA
-from flowjax import configs, files, pipeline
+from flowjax import checkpoint, configs, files, pipeline
 
 flags.DEFINE_string("data", str(SHARED_DATA / "cicids2017_mlcve_sample_grouped7.csv.gz"),
                     "real flow table")  # fmt: skip
@@ -47,6 +47,7 @@ def main(argv):
     if len(argv) > 1:
         raise app.UsageError(f"unexpected arguments: {argv[1:]}")
     logging.set_verbosity(logging.INFO)
+    checkpoint.quiet_orbax_logs()
     logging.info("jax %s on %s", jax.__version__, jax.devices())
     sizes = tuple(int(n) for n in FLAGS.num_flows)
     workdir = Path(FLAGS.workdir)

@@ -19,6 +19,7 @@ from typing import Any
 import pandas as pd
 from absl import app, flags
 
+import flowjax.checkpoint
 import flowjax.configs
 import flowjax.generate
 import flowjax.io
@@ -154,6 +155,7 @@ def markdown(data: str, r: dict[str, Any]) -> str:
 def main(argv: list[str]) -> None:
     if len(argv) > 1:
         raise app.UsageError(f"unexpected arguments: {argv[1:]}")
+    flowjax.checkpoint.quiet_orbax_logs()
     results: dict[str, dict[str, Any]] = {}
     for data in FLAGS.data:
         try:
