@@ -16,6 +16,7 @@ midpoint. Everything is vectorised numpy; state is saved as JSON, never pickle.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 
 import numpy as np
@@ -118,7 +119,7 @@ class FlowTokenizer:
         columns = self._sentence_columns(frame, schema)
         if not columns:
             raise ValueError("the schema leaves no column in the sentence")
-        self.schema = schema
+        self.schema = _modelling(schema, columns)
         pooled = [c for c in columns if self._pooled(frame, schema, c)]
         if pooled:
             _check_finite_for_paper(frame, pooled)
@@ -329,6 +330,20 @@ class FlowTokenizer:
                 c = {k: v for k, v in c.items() if k != "type"}
                 tok.codecs.append(CategoricalCodec(**c))
         return tok
+
+
+def _modelling(schema: Schema, columns: list[str]) -> Schema:
+    """The schema as the tokenizer models it: columns it leaves out (paper mode keeps only
+    the numeric ones, as the study did) are missing from generated tables, with the reason."""
+    dropped = [c for c in schema.sentence_columns if c not in columns]
+    if not dropped:
+        return schema
+    reason = "paper mode models the numeric columns only, as the study did"
+    return dataclasses.replace(
+        schema,
+        sentence_columns=tuple(c for c in schema.sentence_columns if c in columns),
+        fills=schema.fills + tuple((c, {"how": "missing", "reason": reason}) for c in dropped),
+    )
 
 
 def row_uniforms(seed: int, row_offset: int, shape: tuple[int, int]) -> np.ndarray:

@@ -154,3 +154,16 @@ def test_nan_rows_outside_the_training_split_still_train(shared_data, tmp_path):
     path = shared_data / "cicids2017_mlcve_friday_afternoon_ddos_head10k.csv.gz"
     metrics = train.train_and_evaluate(config, tmp_path, data=path)
     assert np.isfinite(metrics["val_loss"])
+
+
+def test_paper_mode_output_lists_the_columns_it_does_not_model(tmp_path):
+    path = tmp_path / "unsw.csv"
+    unsw_like(n=600).to_csv(path, index=False)
+    gen, _, _ = pipeline.fit(pipeline.model_config("marginals", "paper"), path, tmp_path / "run")
+    synthetic = generate.generate(gen, 200, seed=0)
+    schema = gen.tokenizer.schema
+    missing = {c for c, f in schema.fills if f["how"] == "missing"}
+    assert {"proto", "service", "state", "attack_cat"} <= missing  # text: not in the study's sentence
+    real = pd.read_csv(path)
+    assert list(synthetic.columns) == [c for c in real.columns if c not in missing]
+    assert (synthetic.dtypes == real[synthetic.columns].dtypes).all()
