@@ -101,9 +101,13 @@ class ValidationReport:
         for col, n in self.negative_values.items():
             lines.append(f"  {col}: {n} values below {_lower_bound(col)}, the least a "
                          "count or duration can be")  # fmt: skip
-        if self.excluded_columns:
-            parts = "; ".join(f"{c}: {k}" for c, k in self.excluded_columns.items())
-            lines.append(f"  not modelled: {parts}")
+        groups: dict[str, list[str]] = {}
+        for col, how in self.excluded_columns.items():
+            kind = how.split(" ")[0].rstrip(":")  # computed, constant, row, missing
+            why = how.removeprefix("missing from the output: ")
+            groups.setdefault(kind, []).append(col if kind != "missing" else f"{col} ({why})")
+        for kind, cols in groups.items():
+            lines.append(f"  {kind} ({len(cols)}): {', '.join(cols)}")
         implications = [d for d in self.dependencies if " => " in d]
         lines += [f"  relation: {d}" for d in self.dependencies if " => " not in d]
         if implications:
