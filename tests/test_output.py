@@ -163,7 +163,7 @@ def test_paper_mode_output_lists_the_columns_it_does_not_model(tmp_path):
     synthetic = generate.generate(gen, 200, seed=0)
     schema = gen.tokenizer.schema
     missing = {c for c, f in schema.fills if f["how"] == "missing"}
-    assert {"proto", "service", "state", "attack_cat"} <= missing  # text: not in the study's sentence
+    assert {"proto", "service", "state", "attack_cat"} <= missing  # text: not the study's
     real = pd.read_csv(path)
     assert list(synthetic.columns) == [c for c in real.columns if c not in missing]
     assert (synthetic.dtypes == real[synthetic.columns].dtypes).all()
