@@ -15,12 +15,16 @@ import jax
 from absl import app, flags, logging
 
 from flowjax import checkpoint, configs, files, pipeline, table
+from flowjax.configs import common
 
 flags.DEFINE_string("data", "lab", "flow table (CSV, CSV.gz, Parquet) or a shipped dataset name")
 flags.DEFINE_string("workdir", "runs/main", "output directory (checkpoints, flows, report)")
 flags.DEFINE_enum("model", "rnn", ["rnn", "transformer", "wavenet"], "model family")
 flags.DEFINE_enum("preset", "default", ["default", "paper", "tiny"], "config preset")
 flags.DEFINE_integer("steps", 600, "training steps (overrides the preset)")
+flags.DEFINE_string("time_budget", "", "stop training after this wall time ('300', '5m', '1h')")
+flags.DEFINE_bool("keep_best", False, "generate from the checkpoint of lowest validation loss")
+flags.DEFINE_integer("patience", 0, "stop after this many evaluations without improvement (0: off)")
 flags.DEFINE_integer("num_flows", 10_000, "synthetic flows to generate and evaluate")
 flags.DEFINE_integer("seed", 0, "generation and evaluation seed")
 flags.DEFINE_bool("verbose", False, "also show orbax's INFO logs (each checkpoint save's steps)")
@@ -36,6 +40,11 @@ def main(argv):
     logging.info("jax %s on %s", jax.__version__, jax.devices())
     config = pipeline.model_config(FLAGS.model, FLAGS.preset)
     configs.with_steps(config, FLAGS.steps)
+    config.update(
+        time_budget_s=common.parse_duration(FLAGS.time_budget),
+        keep_best=FLAGS.keep_best,
+        early_stopping_patience=FLAGS.patience,
+    )
     workdir = Path(FLAGS.workdir)
     result = pipeline.run_model(
         config, data=FLAGS.data, workdir=workdir / "model", num_flows=(FLAGS.num_flows,),

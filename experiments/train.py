@@ -3,7 +3,7 @@
 Usage:
   python experiments/train.py --config=flowjax/configs/rnn.py:paper \
     --data=cicids2017_mlcve_friday_afternoon_ddos_head10k.csv.gz --workdir=runs/rnn_paper \
-    [--config.num_steps=2000] [--distributed] [--verbose]
+    [--config.num_steps=2000] [--time_budget=1h] [--distributed] [--verbose]
 
 Running it again with the same --workdir resumes from the latest checkpoint that
 reads, on the same data (--allow_new_data continues it on other data).
@@ -19,6 +19,7 @@ from absl import app, flags, logging
 from ml_collections import config_flags
 
 from flowjax import checkpoint, parallel, train
+from flowjax.configs import common
 
 _CONFIG = config_flags.DEFINE_config_file(
     "config", None, "Config file and preset, e.g. flowjax/configs/rnn.py:paper.", lock_config=True
@@ -30,6 +31,12 @@ _DISTRIBUTED = flags.DEFINE_bool(
 )
 _ALLOW_NEW_DATA = flags.DEFINE_bool(
     "allow_new_data", False, "Resume the workdir's checkpoint on other data than it was trained on."
+)
+_TIME_BUDGET = flags.DEFINE_string(
+    "time_budget",
+    "",
+    "Stop training after this wall time ('300', '300s', '5m', '1h'; 0: off); "
+    "sets config.time_budget_s.",
 )
 _VERBOSE = flags.DEFINE_bool("verbose", False, "Also show orbax's INFO logs (each save's steps).")
 flags.mark_flags_as_required(["config", "data", "workdir"])
@@ -45,6 +52,8 @@ def main(argv: list[str]) -> None:
     logging.info(
         "process %d of %d; devices: %s", jax.process_index(), jax.process_count(), jax.devices()
     )
+    if _TIME_BUDGET.value:
+        _CONFIG.value.time_budget_s = common.parse_duration(_TIME_BUDGET.value)
     logging.info("config:\n%s", _CONFIG.value)
     metrics = train.train_and_evaluate(
         _CONFIG.value, _WORKDIR.value, data=_DATA.value, allow_new_data=_ALLOW_NEW_DATA.value

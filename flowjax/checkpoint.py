@@ -4,8 +4,10 @@ A checkpoint directory alone is enough to sample from: next to the train state
 (params, optimizer state, BatchNorm statistics, step) it holds JSON metadata
 with the config, the fitted tokenizer, the schema and the vocabulary size and
 sentence length. Saves are asynchronous and committed atomically by orbax; the
-last `keep` are kept. Arrays are restored onto whatever mesh the caller passes,
-so a checkpoint written on 8 devices restores on 1. A step that no longer reads
+last `keep` are kept, and with `keep_best` also the one of lowest validation
+loss (orbax metrics `{"val_loss": ...}`), which inference then loads. Arrays are
+restored onto whatever mesh the caller passes, so a checkpoint written on 8
+devices restores on 1. A step that no longer reads
 (a truncated file, a half-copied folder) is skipped for the newest one that does.
 """
 
@@ -62,15 +64,42 @@ def workdir_of(path: str | os.PathLike) -> Path:
     return path
 
 
+def _val_loss(metrics: dict[str, Any]) -> float:
+    return metrics["val_loss"]
+
+
+def _preservation(keep: int, keep_best: bool) -> ocp.checkpoint_managers.PreservationPolicy:
+    """The latest `keep` steps, and with `keep_best` also the one of lowest val_loss."""
+    latest = ocp.checkpoint_managers.LatestN(keep)
+    if not keep_best:
+        return latest
+    # BestN keeps the last n after sorting; reverse=True sorts descending, so the lowest is last.
+    best = ocp.checkpoint_managers.BestN(
+        get_metric_fn=_val_loss, reverse=True, n=1, keep_checkpoints_without_metrics=False
+    )
+    return ocp.checkpoint_managers.AnyPreservationPolicy([latest, best])
+
+
 def make_manager(
-    workdir: str | os.PathLike, *, save_every: int = 1, keep: int = 3, read_only: bool = False
+    workdir: str | os.PathLike,
+    *,
+    save_every: int = 1,
+    keep: int = 3,
+    keep_best: bool = False,
+    read_only: bool = False,
 ) -> ocp.CheckpointManager:
-    """An orbax manager that saves every `save_every` steps and keeps the latest `keep`."""
+    """An orbax manager that saves every `save_every` steps and keeps the latest `keep`.
+
+    With `keep_best` it also writes the metrics given to `save` and keeps the step of
+    lowest `val_loss` (`best_step`).
+    """
     if save_every < 1 or keep < 1:
         raise ValueError(f"checkpoint_every={save_every} and keep={keep} must be >= 1")
     options = ocp.CheckpointManagerOptions(
         save_decision_policy=ocp.checkpoint_managers.FixedIntervalPolicy(save_every),
-        preservation_policy=ocp.checkpoint_managers.LatestN(keep),
+        preservation_policy=_preservation(keep, keep_best),
+        best_fn=_val_loss if keep_best else None,  # orbax writes metrics only when set
+        best_mode="min",
         enable_async_checkpointing=True,
         create=not read_only,
         read_only=read_only,
@@ -87,11 +116,12 @@ def save(
     state: dict[str, Any],
     meta: dict[str, Any],
     *,
+    metrics: dict[str, float] | None = None,
     force: bool = False,
 ) -> bool:
-    """Starts an asynchronous save of `state` (a pytree of arrays) and `meta` (JSON); see orbax."""
+    """Starts an asynchronous save of `state` (arrays), `meta` (JSON) and `metrics`; see orbax."""
     args = ocp.args.Composite(state=ocp.args.StandardSave(state), meta=ocp.args.JsonSave(meta))
-    return manager.save(step, args=args, force=force)
+    return manager.save(step, args=args, metrics=metrics, force=force)
 
 
 def abstract_on(tree: Any, sharding: jax.sharding.Sharding) -> Any:
@@ -211,6 +241,19 @@ def resume_point(
     return step, meta
 
 
+def kept_best_step(manager: ocp.CheckpointManager) -> int | None:
+    """The step of lowest val_loss if the run kept it (`keep_best` in its config), else None.
+
+    The run's config is read from the newest step whose metadata reads; `manager`
+    must come from `make_manager(..., keep_best=True)` to know the best step.
+    """
+    try:
+        _, meta = newest_readable(manager, functools.partial(read_meta, manager))
+    except ValueError:
+        return None
+    return manager.best_step() if meta["config"].get("keep_best") else None
+
+
 def _read_bundle(manager: ocp.CheckpointManager, step: int, *, mesh: jax.sharding.Mesh) -> Bundle:
     """Reads the Bundle of `step`: the model rebuilt from its metadata, its parameters on `mesh`."""
     meta = read_meta(manager, step)
@@ -252,12 +295,14 @@ def load_for_inference(
 
     The optimizer state is read as plain arrays and dropped, so this needs no
     optimizer config. Parameters are replicated over `mesh` (default: all devices).
-    A latest step that does not read is skipped for the newest that does (a warning).
+    By default a run trained with `keep_best` loads its step of lowest validation
+    loss, any other the latest step; a step that does not read is skipped for the
+    newest that does (a warning).
 
     Args:
       workdir: the run directory given to training (holding `checkpoints/`), or
         that `checkpoints` folder itself.
-      step: the step to load (default: the latest that reads).
+      step: the step to load (default: the best kept, else the latest that reads).
       mesh: the mesh to place the parameters on.
 
     Returns:
@@ -267,7 +312,7 @@ def load_for_inference(
     path = checkpoint_dir(workdir)
     if not path.is_dir():
         raise ValueError(f"{workdir}: no checkpoint directory {path}")
-    manager = make_manager(workdir, read_only=True)
+    manager = make_manager(workdir, keep_best=True, read_only=True)
     try:
         steps = manager.all_steps()
         if not steps:
@@ -275,6 +320,15 @@ def load_for_inference(
         if step is not None and step not in steps:
             raise ValueError(f"{path}: no checkpoint at step {step} (steps: {list(steps)})")
         read = functools.partial(_read_bundle, manager, mesh=mesh or parallel.make_mesh())
+        best = kept_best_step(manager) if step is None else None
+        if best is not None:
+            try:
+                return read(best)
+            except Exception as e:  # as in newest_readable: orbax raises many types
+                logging.warning(
+                    "best checkpoint %s cannot be read (%s); loading the newest that reads",
+                    Path(manager.directory) / str(best), _describe(e),
+                )  # fmt: skip
         return newest_readable(manager, read, steps=None if step is None else [step])[1]
     finally:
         manager.close()

@@ -87,7 +87,7 @@ class Generator:
 def load_generator(
     workdir: str | os.PathLike, *, step: int | None = None, devices=None
 ) -> Generator:
-    """Loads the latest readable (or `step`) checkpoint of `workdir` or `workdir/checkpoints`."""
+    """Loads `step`, else the kept best or latest readable checkpoint (`load_for_inference`)."""
     mesh = parallel.make_mesh(devices)
     workdir = checkpoint.workdir_of(workdir)
     bundle = checkpoint.load_for_inference(workdir, step=step, mesh=mesh)

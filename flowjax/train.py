@@ -7,7 +7,9 @@ state is replicated, the global batch is split over every device. Batches are a
 pure function of (seed, step) (`flowjax.data.get_batch`), so a run started
 again on the same workdir resumes from the latest checkpoint that reads and
 continues the same loss curve. Each checkpoint records a fingerprint of the table
-it was trained on; resuming on another table needs `allow_new_data`.
+it was trained on; resuming on another table needs `allow_new_data`. Training can
+stop early (`early_stopping_patience`, `time_budget_s`, each saving the step
+reached) and keep its best checkpoint for inference (`keep_best`).
 """
 
 from __future__ import annotations
@@ -69,6 +71,9 @@ class TrainConfig:
     keep_checkpoints: int
     seed: int
     mask_logits: bool
+    early_stopping_patience: int
+    keep_best: bool
+    time_budget_s: float
     optimizer: OptimizerConfig
 
     def __post_init__(self):
@@ -76,6 +81,15 @@ class TrainConfig:
                      "checkpoint_every", "keep_checkpoints"):  # fmt: skip
             if getattr(self, name) < 1:
                 raise ValueError(f"config.{name} must be >= 1, got {getattr(self, name)}")
+        if self.early_stopping_patience < 0:
+            raise ValueError(
+                f"config.early_stopping_patience must be >= 0 (0: off), "
+                f"got {self.early_stopping_patience}"
+            )
+        if not 0 <= self.time_budget_s < math.inf:
+            raise ValueError(
+                f"config.time_budget_s must be finite and >= 0 (0: off), got {self.time_budget_s}"
+            )
 
     @classmethod
     def from_config(cls, config: ml_collections.ConfigDict) -> TrainConfig:
@@ -283,9 +297,12 @@ def train_model(
     Returns:
       Final metrics: step, train_loss and val_loss (nats per flow),
       val_bits_per_column, tokens_per_second, num_params, vocab_size, seq_len,
-      checkpoint_dir, and history (one {step, train_loss[, val_loss]} per log
-      point of this call; train_loss is the mean since the previous one); and the
-      prepared data the run trained on (its table, tokenizer and splits).
+      checkpoint_dir, history (one {step, train_loss[, val_loss]} per log point
+      of this call; train_loss is the mean since the previous one), stopped (why
+      the loop ended: 'num_steps', 'early_stopping' or 'time_budget') and
+      best_step (the kept best checkpoint with keep_best, else the evaluated step
+      of this call with the lowest val_loss; None without one); and the prepared
+      data the run trained on (its table, tokenizer and splits).
     """
     workdir = str(workdir)
     tcfg = TrainConfig.from_config(config)
@@ -293,8 +310,9 @@ def train_model(
     mesh = mesh or parallel.make_mesh()
     parallel.check_batch_size(tcfg.batch_size, mesh)
     manager = checkpoint.make_manager(
-        workdir, save_every=tcfg.checkpoint_every, keep=tcfg.keep_checkpoints
-    )
+        workdir, save_every=tcfg.checkpoint_every, keep=tcfg.keep_checkpoints,
+        keep_best=tcfg.keep_best,
+    )  # fmt: skip
     try:
         return _train(config, tcfg, model_cfg, workdir, data, mesh, manager, allow_new_data)
     finally:  # a failing run still finishes the saves it started
@@ -354,7 +372,8 @@ def _train(
     pending: list[dict[str, jax.Array]] = []
     history: list[dict[str, float]] = []
     rates: list[float] = []
-    clock = time.perf_counter()
+    stopped = "num_steps"
+    clock = loop_start = time.perf_counter()
     # A bar on the main process's console only (None: off when stderr is not a terminal).
     bar = tqdm.tqdm(total=tcfg.num_steps, initial=start, unit="step", desc=model_cfg.name,
                     disable=None if parallel.is_main_process() else True)  # fmt: skip
@@ -365,9 +384,11 @@ def _train(
             state, metrics = p_train(state, parallel.shard_batch(batch, mesh), legal)
             pending.append(metrics)
             bar.update()
-            last = step == tcfg.num_steps
-            due_eval = step % tcfg.eval_every == 0 or last
-            due_save = manager.should_save(step) or last
+            stop = _stop_reason(step, tcfg, time.perf_counter() - loop_start)
+            due_eval = step % tcfg.eval_every == 0 or stop is not None
+            due_save = (
+                manager.should_save(step) or stop is not None or (tcfg.keep_best and due_eval)
+            )
             if not (step % tcfg.log_every == 0 or due_eval or due_save):
                 continue
             # Fetch the metrics of the steps since the last log point (checked before any save).
@@ -386,15 +407,25 @@ def _train(
                 step, tcfg.num_steps, history[-1]["train_loss"], float(fetched[-1]["grad_norm"]),
                 float(schedule(step - 1)), rate,
             )  # fmt: skip
+            tracked = None  # the orbax metrics of this step's checkpoint
             if due_eval:
                 history[-1]["val_loss"] = evaluate(state, splits.val, legal)
+                tracked = {"val_loss": history[-1]["val_loss"]}
                 _log_above_bar(
                     "step %d: val loss %.3f nats/flow, %.4f bits/column", step,
                     history[-1]["val_loss"], _bits_per_column(history[-1]["val_loss"], seq_len),
                 )  # fmt: skip
-            if due_save:
-                checkpoint.save(manager, step, state, meta, force=last)
+                if stop is None and _patience_ran_out(history, tcfg.early_stopping_patience):
+                    stop = "early_stopping"
+            if due_save or stop is not None:
+                checkpoint.save(manager, step, state, meta, metrics=tracked, force=True)
             clock = time.perf_counter()
+            if stop is not None:
+                stopped = stop
+                if stop != "num_steps":
+                    _log_above_bar("stopping at step %d/%d: %s", step, tcfg.num_steps,
+                                   _STOP_REASONS[stop])  # fmt: skip
+                break
     val_loss = history[-1]["val_loss"] if history else evaluate(state, splits.val, legal)
     metrics = {
         "step": int(step),
@@ -407,8 +438,37 @@ def _train(
         "seq_len": seq_len,
         "checkpoint_dir": str(checkpoint.checkpoint_dir(workdir)),
         "history": history,
+        "stopped": stopped,
+        "best_step": manager.best_step() if tcfg.keep_best else _best_evaluated_step(history),
     }
     return metrics, prep
+
+
+_STOP_REASONS = {
+    "early_stopping": "the validation loss stopped improving (early_stopping_patience)",
+    "time_budget": "the time budget is spent (time_budget_s)",
+}
+
+
+def _stop_reason(step: int, tcfg: TrainConfig, elapsed_s: float) -> str | None:
+    """Why the loop ends after `step` ('num_steps' or 'time_budget'), or None to go on."""
+    if step >= tcfg.num_steps:
+        return "num_steps"
+    if tcfg.time_budget_s and elapsed_s >= tcfg.time_budget_s:
+        return "time_budget"
+    return None
+
+
+def _patience_ran_out(history: list[dict[str, float]], patience: int) -> bool:
+    """Whether the last `patience` evaluations (0: off) all failed to beat the best before them."""
+    val_losses = [h["val_loss"] for h in history if "val_loss" in h]
+    return bool(patience) and len(val_losses) - 1 - int(np.argmin(val_losses)) >= patience
+
+
+def _best_evaluated_step(history: list[dict[str, float]]) -> int | None:
+    """The step of the lowest val_loss in `history`, or None when nothing was evaluated."""
+    evaluated = [h for h in history if "val_loss" in h]
+    return min(evaluated, key=lambda h: h["val_loss"])["step"] if evaluated else None
 
 
 def _log_above_bar(message: str, *args: Any) -> None:

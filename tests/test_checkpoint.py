@@ -143,8 +143,11 @@ def _truncate(path: Path) -> None:
 
 
 def _break_array(step: Path) -> None:
+    """Truncates every array data file of the step (which one holds which array varies)."""
     arrays = [f for f in (step / "state").rglob("*") if f.is_file() and f.parent.name == "d"]
-    _truncate(max(arrays, key=lambda f: f.stat().st_size))
+    assert arrays, f"no array files under {step / 'state'}"
+    for f in arrays:
+        _truncate(f)
 
 
 BREAKS = {  # how a step folder gets broken, and the step expected to load afterwards
@@ -208,3 +211,25 @@ def test_loads_from_the_checkpoints_folder_that_training_prints(run):
     assert bundle.step == 4
     gen = generate.load_generator(workdir / "checkpoints", devices=jax.devices()[:1])
     assert gen.step == 4 and gen.workdir == str(workdir)
+
+
+def test_keep_best_loads_the_step_of_lowest_validation_loss(tmp_path):
+    data = write_flows(tmp_path / "flows.csv")
+    config = _config()
+    config.update(num_steps=12, eval_every=2, log_every=2, checkpoint_every=100)
+    config.update(keep_checkpoints=1, keep_best=True)
+    config.optimizer.update(learning_rate=0.3, warmup_steps=0)  # too high: val loss rises
+    one = parallel.make_mesh(jax.devices()[:1])
+    metrics = train.train_and_evaluate(config, tmp_path / "run", data=data, mesh=one)
+    evaluated = [h for h in metrics["history"] if "val_loss" in h]
+    assert [h["step"] for h in evaluated] == list(range(2, 13, 2))
+    best = min(evaluated, key=lambda h: h["val_loss"])["step"]
+    assert best != 12 and metrics["best_step"] == best
+    steps = sorted(int(p.name) for p in (tmp_path / "run" / "checkpoints").iterdir())
+    assert steps == [best, 12]  # the best beside the latest; the other evaluations are gone
+    assert checkpoint.load_for_inference(tmp_path / "run", mesh=one).step == best
+    assert checkpoint.load_for_inference(tmp_path / "run", step=12, mesh=one).step == 12
+    assert generate.load_generator(tmp_path / "run", devices=jax.devices()[:1]).step == best
+    # An unreadable best step falls back to the newest that reads.
+    (tmp_path / "run" / "checkpoints" / str(best) / "meta" / "metadata").write_text("{oops")
+    assert checkpoint.load_for_inference(tmp_path / "run", mesh=one).step == 12

@@ -13,8 +13,9 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from flowjax import configs, parallel, train
+from flowjax import checkpoint, configs, parallel, train
 from flowjax import data as fjdata
+from flowjax.configs import common
 from flowjax.models import model_config_from
 
 REPO = Path(__file__).resolve().parents[1]
@@ -169,6 +170,59 @@ def test_resume_on_other_data_is_refused_unless_allowed(tmp_path, caplog):
     config.num_steps = 5
     again = train.train_and_evaluate(config, tmp_path / "run", data=b, mesh=_one_device())
     assert [h["step"] for h in again["history"]] == [5]
+
+
+def test_early_stopping_stops_when_the_validation_loss_rises(tmp_path):
+    data = _write_flows(tmp_path / "flows.csv", 400)
+    config = _tiny("wavenet", num_steps=12, eval_every=2, log_every=2, checkpoint_every=100)
+    config.update(early_stopping_patience=1)
+    config.data.fraction = 1.0
+    config.optimizer.update(learning_rate=3.0, warmup_steps=0)  # far too high: val loss rises
+    metrics = train.train_and_evaluate(config, tmp_path / "run", data=data, mesh=_one_device())
+    assert metrics["stopped"] == "early_stopping" and metrics["step"] < 12
+    val_losses = [h["val_loss"] for h in metrics["history"] if "val_loss" in h]
+    assert val_losses[-1] >= min(val_losses[:-1])  # the last evaluation did not improve
+    assert metrics["best_step"] < metrics["step"]
+    assert (tmp_path / "run" / "checkpoints" / str(metrics["step"])).is_dir()
+
+
+def test_time_budget_stops_after_the_first_step_with_a_checkpoint(tmp_path):
+    data = _write_flows(tmp_path / "flows.csv", 400)
+    config = _tiny("wavenet", num_steps=10, time_budget_s=1e-9)
+    config.data.fraction = 1.0
+    metrics = train.train_and_evaluate(config, tmp_path / "run", data=data, mesh=_one_device())
+    assert metrics["stopped"] == "time_budget" and metrics["step"] == 1
+    assert [h["step"] for h in metrics["history"]] == [1] and "val_loss" in metrics["history"][0]
+    assert checkpoint.load_for_inference(tmp_path / "run", mesh=_one_device()).step == 1
+
+
+def test_defaults_run_to_num_steps(tmp_path):
+    data = _write_flows(tmp_path / "flows.csv", 400)
+    config = _tiny("wavenet", num_steps=2, eval_every=2, log_every=2, checkpoint_every=2)
+    config.data.fraction = 1.0
+    metrics = train.train_and_evaluate(config, tmp_path / "run", data=data, mesh=_one_device())
+    assert metrics["stopped"] == "num_steps" and metrics["step"] == 2 and metrics["best_step"] == 2
+
+
+@pytest.mark.parametrize(
+    "text, seconds",
+    [("", 0.0), ("0", 0.0), ("300", 300.0), ("300s", 300.0), ("5m", 300.0), ("1h", 3600.0),
+     (" 1.5H ", 5400.0)],
+)  # fmt: skip
+def test_parse_duration(text, seconds):
+    assert common.parse_duration(text) == seconds
+
+
+@pytest.mark.parametrize("text", ["5x", "m", "-1", "inf", "nan", "5 minutes"])
+def test_parse_duration_refuses_what_is_not_a_duration(text):
+    with pytest.raises(ValueError, match="duration"):
+        common.parse_duration(text)
+
+
+@pytest.mark.parametrize("field, value", [("early_stopping_patience", -1), ("time_budget_s", -1.0)])
+def test_stopping_settings_are_checked(field, value):
+    with pytest.raises(ValueError, match=field):
+        train.TrainConfig.from_config(_tiny("wavenet", **{field: value}))
 
 
 def test_too_few_rows_names_the_file(tmp_path):

@@ -17,6 +17,12 @@ families fill `model` and override the rest per preset):
   `eval_every`, `eval_batch_size`, `log_every`, `checkpoint_every`,
   `keep_checkpoints`, `seed` (init and data order), `mask_logits` (score only
   the tokens legal for each column).
+- stopping (all off by default): `early_stopping_patience` (stop when the
+  validation loss has not improved for this many evaluations; 0: off),
+  `keep_best` (also keep the checkpoint of lowest validation loss, beside the
+  latest ones, and generate from it; every evaluation step is then saved),
+  `time_budget_s` (stop after this many seconds of training-loop wall time,
+  saving the step reached; 0: off; `parse_duration` reads '300', '5m', '1h').
 """
 
 from __future__ import annotations
@@ -25,6 +31,7 @@ import ml_collections
 from ml_collections import config_dict
 
 PRESETS = ("paper", "default", "tiny")
+_SECONDS = {"s": 1.0, "m": 60.0, "h": 3600.0}
 
 
 def parse_preset(arg: str | None) -> str:
@@ -33,6 +40,23 @@ def parse_preset(arg: str | None) -> str:
     if preset not in PRESETS:
         raise ValueError(f"unknown config preset {preset!r}; choose one of {PRESETS}")
     return preset
+
+
+def parse_duration(text: str | None) -> float:
+    """Seconds in '300', '300s', '5m', '1.5h' (a number, optionally with s/m/h); '' or None: 0."""
+    text = (text or "").strip().lower()
+    if not text:
+        return 0.0
+    number, scale = (text[:-1], _SECONDS[text[-1]]) if text[-1] in _SECONDS else (text, 1.0)
+    try:
+        seconds = float(number) * scale
+    except ValueError:
+        raise ValueError(
+            f"expected a duration like '300', '300s', '5m' or '1h', got {text!r}"
+        ) from None
+    if not seconds >= 0 or seconds == float("inf"):
+        raise ValueError(f"a duration must be finite and >= 0, got {text!r}")
+    return seconds
 
 
 def base_config() -> ml_collections.ConfigDict:
@@ -71,6 +95,9 @@ def base_config() -> ml_collections.ConfigDict:
     config.keep_checkpoints = 3
     config.seed = 0
     config.mask_logits = True
+    config.early_stopping_patience = 0
+    config.keep_best = False
+    config.time_budget_s = 0.0
     return config
 
 
