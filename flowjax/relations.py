@@ -32,6 +32,7 @@ from flowjax import dialects
 MIN_SUPPORT = 0.999  # a relation is used when it holds on at least this share of the rows
 REL_TOL = 5e-3  # CIC's Java meter writes values >= 1e7 with three significant digits
 MIN_ZEROS = 0.01  # a zero implication needs its cause to be zero in >= 1 % of the rows
+_CHUNK_ROWS = 1 << 18
 
 
 @dataclasses.dataclass(frozen=True)
@@ -211,7 +212,7 @@ class Relations:
 
         return {
             "derived": [enc(r) for r in self.derived],
-            "zero_implies": [enc(r) for r in self.zero_implies],
+            "zero_implies": [dataclasses.asdict(z) for z in self.zero_implies],
             "chains": [list(c.columns) for c in self.chains],
             "bounds": [dataclasses.asdict(b) for b in self.bounds],
             "support": [list(s) for s in self.support],
@@ -230,7 +231,7 @@ class Relations:
 
         return cls(
             derived=tuple(dec(r) for r in d["derived"]),
-            zero_implies=tuple(ZeroImplies(r["cause"], r["effect"]) for r in d["zero_implies"]),
+            zero_implies=tuple(ZeroImplies(**z) for z in d["zero_implies"]),
             chains=tuple(Chain(tuple(c)) for c in d["chains"]),
             bounds=tuple(Bound(**b) for b in d["bounds"]),
             support=tuple((str(k), int(n)) for k, n in d["support"]),
@@ -437,8 +438,11 @@ def _find_zero_implications(frame: pd.DataFrame, numeric: list[str]) -> Found:
     """
     if not numeric:
         return []
-    z = np.stack([frame[c].to_numpy(np.float64) == 0 for c in numeric], axis=1).astype(np.float64)
-    both = z.T @ z  # [a, b]: rows where a and b are both zero
+    both = np.zeros((len(numeric), len(numeric)))  # [a, b]: rows where a and b are both zero
+    for start in range(0, len(frame), _CHUNK_ROWS):  # bounded memory on millions of rows
+        chunk = frame[numeric].iloc[start : start + _CHUNK_ROWS].to_numpy(np.float64)
+        z = (chunk == 0).astype(np.float32)
+        both += z.T @ z
     zeros = np.diag(both)
     keys = [dialects.canonical_name(c) for c in numeric]
 
