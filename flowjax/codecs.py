@@ -30,6 +30,7 @@ class NumericCodec:
     sketch: np.ndarray  # float64[K, SKETCH_POINTS] quantiles of the training values in each bin
     specials: tuple[str, ...]  # subset of SPECIALS, in that order
     offset: int
+    exact: bool = False  # one bin per value (edges are the values): decodes to the value
 
     @property
     def size(self) -> int:
@@ -52,7 +53,9 @@ class NumericCodec:
         k = len(self.edges) - 1
         b = np.clip(local, 0, k - 1)
         lo, hi = self.edges[b], self.edges[b + 1]
-        if midpoint:
+        if self.exact:
+            v = lo
+        elif midpoint:
             v = (lo + hi) / 2
         else:  # piecewise-linear inverse CDF through the bin's sketch
             pos = u * (SKETCH_POINTS - 1)
@@ -76,7 +79,7 @@ class NumericCodec:
         return {
             "type": "numeric", "name": self.name, "integer": self.integer,
             "edges": self.edges.tolist(), "sketch": self.sketch.tolist(),
-            "specials": list(self.specials), "offset": self.offset,
+            "specials": list(self.specials), "offset": self.offset, "exact": self.exact,
         }  # fmt: skip
 
 

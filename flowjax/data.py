@@ -158,7 +158,8 @@ def encode_table(
         tr, va, te = split_indices(len(frame), labels, fractions=tuple(dc.split),
                                    seed=dc.split_seed)  # fmt: skip
         if tokenizer_json is None:
-            tok = FlowTokenizer(mode=config.tokenizer.mode, n_bins=config.tokenizer.n_bins)
+            tc = config.tokenizer
+            tok = FlowTokenizer(mode=tc.mode, n_bins=tc.n_bins, exact_integers=tc.exact_integers)
             tok.fit(frame.iloc[tr], schema, vocabulary=frame)
         else:
             tok = FlowTokenizer.from_json(tokenizer_json)

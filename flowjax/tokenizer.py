@@ -54,6 +54,8 @@ class FlowTokenizer:
         shared alphabet (the study modelled numeric columns only).
       decode_values: 'sketch' (a draw inside the bin from the training values'
         quantiles) or 'midpoint'.
+      exact_integers: integer columns with at most this many distinct values in the
+        whole table get one token per value, decoded exactly (0: off, the default).
     """
 
     def __init__(
@@ -66,16 +68,18 @@ class FlowTokenizer:
         label_first: bool = True,
         include_label: bool = False,
         decode_values: str = "sketch",
+        exact_integers: int = 0,
     ):
         if mode not in ("per_column", "paper"):
             raise ValueError(f"mode must be 'per_column' or 'paper', got {mode!r}")
         if decode_values not in ("sketch", "midpoint"):
             raise ValueError(f"decode_values must be 'sketch' or 'midpoint', got {decode_values!r}")
-        if n_bins < 1 or max_categories < 1:
-            raise ValueError("n_bins and max_categories must be >= 1")
+        if n_bins < 1 or max_categories < 1 or exact_integers < 0:
+            raise ValueError("n_bins and max_categories must be >= 1, exact_integers >= 0")
         self.mode, self.n_bins, self.binning = mode, n_bins, binning
         self.max_categories, self.label_first = max_categories, label_first
         self.include_label, self.decode_values = include_label, decode_values
+        self.exact_integers = exact_integers
         self.codecs: list[NumericCodec | CategoricalCodec] = []
         self.schema: Schema | None = None
 
@@ -151,11 +155,17 @@ class FlowTokenizer:
     ) -> NumericCodec:
         specials = tuple(s for s in SPECIALS if special_mask(s, whole).any())
         body = v[np.isfinite(v) & ((v != 0) if "zero" in specials else True)]
+        regular = whole[np.isfinite(whole) & ((whole != 0) if "zero" in specials else True)]
         if body.size == 0:  # every regular value fell outside the training rows
-            body = whole[np.isfinite(whole) & ((whole != 0) if "zero" in specials else True)]
+            body = regular
+        integer = schema.kind(col) == "integer"
+        distinct = np.unique(regular)
+        if integer and 0 < distinct.size <= self.exact_integers:  # one token per value
+            edges = np.append(distinct, distinct[-1]).astype(np.float64)
+            sketch = np.repeat(edges[:-1, None], SKETCH_POINTS, axis=1)
+            return NumericCodec(col, integer, edges, sketch, specials, offset, exact=True)
         edges = edges_of(body, self.n_bins, self.binning)
-        return NumericCodec(col, schema.kind(col) == "integer", edges, bin_sketch(body, edges),
-                            specials, offset)  # fmt: skip
+        return NumericCodec(col, integer, edges, bin_sketch(body, edges), specials, offset)
 
     def _fit_categorical(
         self, col: str, series: pd.Series, whole: pd.Series, schema: Schema, offset: int
@@ -307,6 +317,7 @@ class FlowTokenizer:
                 "mode": self.mode, "n_bins": self.n_bins, "binning": self.binning,
                 "max_categories": self.max_categories, "label_first": self.label_first,
                 "include_label": self.include_label, "decode_values": self.decode_values,
+                "exact_integers": self.exact_integers,
                 "schema": self.schema.to_dict() if self.schema else None,
                 "codecs": [c.to_dict() for c in self.codecs],
             },
@@ -319,13 +330,15 @@ class FlowTokenizer:
         d = json.loads(text)
         tok = cls(mode=d["mode"], n_bins=d["n_bins"], binning=d["binning"],
                   max_categories=d["max_categories"], label_first=d["label_first"],
-                  include_label=d["include_label"], decode_values=d["decode_values"])  # fmt: skip
+                  include_label=d["include_label"], decode_values=d["decode_values"],
+                  exact_integers=d.get("exact_integers", 0))  # fmt: skip
         tok.schema = Schema.from_dict(d["schema"]) if d["schema"] else None
         for c in d["codecs"]:
             if c["type"] == "numeric":
                 tok.codecs.append(NumericCodec(c["name"], c["integer"], np.asarray(c["edges"]),
                                                np.asarray(c["sketch"]).reshape(-1, SKETCH_POINTS),
-                                               tuple(c["specials"]), c["offset"]))  # fmt: skip
+                                               tuple(c["specials"]), c["offset"],
+                                               c.get("exact", False)))  # fmt: skip
             else:
                 c = {k: v for k, v in c.items() if k != "type"}
                 tok.codecs.append(CategoricalCodec(**c))

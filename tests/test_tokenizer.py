@@ -219,3 +219,24 @@ def test_condition_values_must_be_numbers_in_range():
     decoded = tok.decode(sentence)
     assert decoded["Total Fwd Packets"][0] == hi and decoded["Flow Duration"][0] == 0
     assert np.isposinf(decoded["Flow Bytes/s"][0])
+
+
+@pytest.mark.parametrize("decode_values", ["sketch", "midpoint"])
+def test_exact_integer_tokens_round_trip_exactly(decode_values):
+    rng = np.random.default_rng(0)
+    values = np.arange(100) * 7 + 3  # 100 distinct packet counts: more than n_bins
+    frame = pd.DataFrame({"Total Fwd Packets": rng.choice(values, 3000),
+                          "Flow Duration": rng.lognormal(8, 2, 3000),
+                          "Label": rng.choice(["a", "b"], 3000)})  # fmt: skip
+    frame.loc[0, "Total Fwd Packets"] = 10_000  # a value only the vocabulary rows hold
+    schema = infer_schema(frame, label="Label", dialect="cic-java")
+    tok = FlowTokenizer(exact_integers=256, decode_values=decode_values)
+    tok.fit(frame.iloc[1:], schema, vocabulary=frame)
+    decoded = tok.decode(tok.encode(frame), seed=5)
+    np.testing.assert_array_equal(decoded["Total Fwd Packets"], frame["Total Fwd Packets"])
+    codec = tok.codecs[tok.columns.index("Total Fwd Packets")]
+    assert codec.exact and codec.size == 101
+    assert not tok.codecs[tok.columns.index("Flow Duration")].exact  # continuous: binned
+    again = FlowTokenizer.from_json(tok.to_json())
+    pd.testing.assert_frame_equal(again.decode(again.encode(frame), seed=5), decoded)
+    assert FlowTokenizer().fit(frame, schema).codecs[1].size < 101  # off by default

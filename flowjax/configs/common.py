@@ -5,7 +5,9 @@ families fill `model` and override the rest per preset):
 
 - `model`: the family's hyperparameters (`name` picks the family); becomes a
   frozen dataclass through `flowjax.models.model_config_from`.
-- `tokenizer`: `mode` ('per_column' or the study's pooled 'paper' alphabet), `n_bins`.
+- `tokenizer`: `mode` ('per_column' or the study's pooled 'paper' alphabet), `n_bins`,
+  `exact_integers` (integer columns with at most this many values get one token per
+  value; 0: off).
 - `data`: `label` column (empty: auto), `fraction` of the flows used,
   `nonfinite` ('token', 'drop' or 'clip'; paper mode has no NaN/Infinity
   symbol), `derive` (compute the columns that are exact functions of others
@@ -63,7 +65,9 @@ def base_config() -> ml_collections.ConfigDict:
     """The shared defaults; `model` is left for the family to fill."""
     config = ml_collections.ConfigDict()
     config.model = ml_collections.ConfigDict()
-    config.tokenizer = ml_collections.ConfigDict({"mode": "per_column", "n_bins": 49})
+    config.tokenizer = ml_collections.ConfigDict(
+        {"mode": "per_column", "n_bins": 49, "exact_integers": 0}
+    )
     config.data = ml_collections.ConfigDict(
         {
             "label": config_dict.placeholder(str),
