@@ -210,7 +210,7 @@ def class_plan(
         position=tok.columns.index(label) + 1,
         tokens=codec.offset + np.arange(len(values)),
         shares=shares / shares.sum(),
-        exact=class_balance not in (None, "real"),
+        exact=custom,
     )
 
 

@@ -195,14 +195,14 @@ class Relations:
             frame[z.effect] = frame[z.effect].where(~zero, 0)
         for b in self.bounds:
             _repair_bound(frame, b, integer=b.target in self.integer)
-        sources = {c for d in self.derived for c in d.inputs}
+        targets = set(self.targets)
         for chain in self.chains:  # free columns first, so formulas see ordered inputs
-            cols = [c for c in chain.columns if c not in self.targets]
+            cols = [c for c in chain.columns if c not in targets]
             _repair_chain(frame, cols, fixed=set(), integer=self.integer)
         for d in _dependency_order(self.derived):
             frame[d.target] = d.compute(frame)
+        fixed = targets | {c for d in self.derived for c in d.inputs}  # computed and inputs
         for chain in self.chains:  # then around the computed ones, moving only leaves
-            fixed = set(self.targets) | sources
             _repair_chain(frame, list(chain.columns), fixed=fixed, integer=self.integer)
         return frame
 
