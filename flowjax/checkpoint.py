@@ -29,7 +29,7 @@ from absl import logging
 from flax import nnx
 
 from flowjax import parallel
-from flowjax.models import build_model, model_config_from
+from flowjax.models import build_model, head_windows, model_config_from
 from flowjax.schema import Schema
 from flowjax.tokenizer import FlowTokenizer
 
@@ -258,12 +258,14 @@ def _read_bundle(manager: ocp.CheckpointManager, step: int, *, mesh: jax.shardin
     """Reads the Bundle of `step`: the model rebuilt from its metadata, its parameters on `mesh`."""
     meta = read_meta(manager, step)
     config = ml_collections.ConfigDict(meta["config"])
+    tokenizer = FlowTokenizer.from_json(meta["tokenizer"])
     abstract_model = nnx.eval_shape(
         lambda: build_model(
             model_config_from(config.model),
             vocab_size=meta["vocab_size"],
             seq_len=meta["seq_len"],
             rngs=nnx.Rngs(0),
+            windows=head_windows(meta["config"], tokenizer.legal_mask()),
         )
     )
     graphdef, params, rest = nnx.split(abstract_model, nnx.Param, ...)
@@ -278,7 +280,7 @@ def _read_bundle(manager: ocp.CheckpointManager, step: int, *, mesh: jax.shardin
         graphdef=graphdef,
         params=state["params"],
         rest=state["rest"],
-        tokenizer=FlowTokenizer.from_json(meta["tokenizer"]),
+        tokenizer=tokenizer,
         config=config,
         schema=Schema.from_json(meta["schema"]),
         step=int(step),

@@ -10,7 +10,9 @@ Decisions (see docs/performance.md for the measurements behind them):
   Gumbel for every logit and cost about 70 % of a GRU sampler here.
 - Only a window of the vocabulary is touched per step: in the per-column tokenizer each
   column owns a small contiguous token range, so masking, softmax and the CDF run over
-  the widest column's range (a dynamic slice of the logits), not the whole vocabulary.
+  the widest column's range, not the whole vocabulary. A model with the per-column
+  head (`models.heads`) computes only that window's logits; with the full head the
+  window is a dynamic slice of the logits.
 - Randomness is a function of (seed, global row index, position): the row key is
   `fold_in(key(seed), row)` and the step key `fold_in(row_key, t)`, so a row does not
   depend on the batch size, the chunking or the number of devices.
@@ -32,6 +34,7 @@ from absl import logging
 from flax import nnx
 
 from flowjax import parallel
+from flowjax.models import column_windows, heads
 
 _TRACES = [0]  # how often the sampler was traced (compiled): tests assert it stays at one
 
@@ -217,19 +220,13 @@ def make_tables(legal_mask: np.ndarray) -> Tables:
       legal_mask: bool[seq_len, V] from `FlowTokenizer.legal_mask()`.
 
     Returns:
-      Tables whose window width W is the widest legal range of any column (<= V).
+      Tables whose window width W is the widest legal range of any column (<= V); the
+      same windows as a per-column head's (`models.column_windows`).
     """
     legal_mask = np.asarray(legal_mask, dtype=bool)
-    seq_len, vocab = legal_mask.shape
-    empty = np.flatnonzero(~legal_mask[1:].any(axis=1))
-    if empty.size:
-        raise ValueError(f"legal mask: position {int(empty[0]) + 1} allows no token")
-    any_legal = legal_mask.any(axis=1)
-    first = np.where(any_legal, legal_mask.argmax(axis=1), 0)
-    last = np.where(any_legal, vocab - 1 - legal_mask[:, ::-1].argmax(axis=1), 0)
-    width = int((last - first).max()) + 1
-    lo = np.minimum(first, vocab - width)
-    window = np.stack([legal_mask[p, lo[p] : lo[p] + width] for p in range(seq_len)])
+    windows = column_windows(legal_mask)
+    lo, width = np.asarray(windows.lo), windows.width
+    window = np.stack([legal_mask[p, lo[p] : lo[p] + width] for p in range(len(lo))])
     return Tables(lo=jnp.asarray(lo, jnp.int32), legal=jnp.asarray(window))
 
 
@@ -308,6 +305,10 @@ def _sample(
     model = nnx.merge(graphdef, params, rest, copy=True)
     batch = rows.shape[0]
     seq_len, width = tables.legal.shape
+    windows = heads.windows_of(model)
+    column_head = windows is not None
+    if column_head and windows.width != width:
+        raise ValueError(f"the model's column head is {windows.width} wide, the tables {width}")
     steps = seq_len - 1
     if strategy.needs_uniform:
         u = uniforms(key, rows, steps)
@@ -317,10 +318,11 @@ def _sample(
     def step(carry: _Carry, xs):
         t, u_t = xs
         token = jax.lax.dynamic_index_in_dim(carry.tokens, t, axis=1, keepdims=False)
-        logits, state = model.decode_step(carry.decode_state, token, t)  # [B, V]
+        logits, state = model.decode_step(carry.decode_state, token, t)  # [B, V] or [B, W]
         lo = tables.lo[t + 1]
-        window = jax.lax.dynamic_slice_in_dim(logits, lo, width, axis=1)  # [B, W]
-        scaled = jnp.where(tables.legal[t + 1], window / strategy.temperature, -jnp.inf)
+        if not column_head:  # the full head's logits: slice the column's window
+            logits = jax.lax.dynamic_slice_in_dim(logits, lo, width, axis=1)  # [B, W]
+        scaled = jnp.where(tables.legal[t + 1], logits / strategy.temperature, -jnp.inf)
         fixed = forced[:, t + 1]  # [B], window-local, -1 where free
         local = jnp.where(fixed >= 0, fixed, strategy.select(scaled, u_t))  # [B]
         m, weights = _shifted_exp(scaled)
@@ -388,7 +390,9 @@ def sequence_log_prob(
     Returns:
       float32[B] sum over positions 1..F of log p(token_t | tokens_<t).
     """
-    logits = model(tokens[:, :-1], train=False) / temperature  # [B, F, V]
-    logits = jnp.where(jnp.asarray(legal_mask)[None, 1:], logits, -jnp.inf)
-    logp = jax.nn.log_softmax(logits, axis=-1)
-    return jnp.take_along_axis(logp, tokens[:, 1:, None], axis=-1)[..., 0].sum(axis=-1)
+    logits = model(tokens[:, :-1], train=False) / temperature  # [B, F, V] or [B, F, W]
+    targets, legal = heads.localize(
+        heads.windows_of(model), tokens[:, 1:], jnp.asarray(legal_mask)[1:]
+    )
+    logp = jax.nn.log_softmax(jnp.where(legal[None], logits, -jnp.inf), axis=-1)
+    return jnp.take_along_axis(logp, targets[..., None], axis=-1)[..., 0].sum(axis=-1)

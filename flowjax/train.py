@@ -33,7 +33,7 @@ from flax import nnx
 import flowjax
 from flowjax import checkpoint, parallel
 from flowjax.data import Prepared, data_fingerprint, encode_table, get_batch, load_table
-from flowjax.models import ModelConfig, build_model, model_config_from
+from flowjax.models import ModelConfig, Windows, build_model, head_windows, heads, model_config_from
 
 TrainState = dict[str, Any]  # {'params', 'rest', 'opt_state', 'step'}
 
@@ -164,6 +164,14 @@ def sequence_loss(
     return optax.softmax_cross_entropy_with_integer_labels(logits, targets).sum(axis=-1)
 
 
+def model_loss(
+    model: nnx.Module, batch: jax.Array, legal: jax.Array | None, *, train: bool
+) -> jax.Array:
+    """Teacher-forced nats per flow, float32 [B], of sentences int32 [B, 1+F] (either head)."""
+    logits = model(batch[:, :-1], train=train)
+    return sequence_loss(logits, *heads.localize(heads.windows_of(model), batch[:, 1:], legal))
+
+
 def init_state(
     model_cfg: ModelConfig,
     tx: optax.GradientTransformation,
@@ -172,8 +180,10 @@ def init_state(
     seq_len: int,
     seed: int,
     sharding: jax.sharding.Sharding | None = None,
+    windows: Windows | None = None,
 ) -> tuple[nnx.GraphDef, TrainState]:
-    """Builds the model; returns its graphdef and the initial train state.
+    """Builds the model (with the per-column head over `windows` if given); returns its
+    graphdef and the initial train state.
 
     The state is created by one jitted function (one compilation rather than one
     per initialiser), directly with `sharding` when given.
@@ -181,7 +191,7 @@ def init_state(
 
     def create():
         model = build_model(model_cfg, vocab_size=vocab_size, seq_len=seq_len,
-                            rngs=nnx.Rngs(seed))  # fmt: skip
+                            rngs=nnx.Rngs(seed), windows=windows)  # fmt: skip
         return nnx.split(model, nnx.Param, ...)
 
     graphdef = nnx.eval_shape(create)[0]
@@ -202,8 +212,7 @@ def make_train_step(
         def loss_fn(params):
             # copy=True: BatchNorm updates its statistics on a fresh module inside this trace.
             model = nnx.merge(graphdef, params, state["rest"], copy=True)
-            logits = model(batch[:, :-1], train=True)
-            loss = sequence_loss(logits, batch[:, 1:], legal).mean()
+            loss = model_loss(model, batch, legal, train=True).mean()
             return loss, nnx.split(model, nnx.Param, ...)[2]
 
         (loss, rest), grads = jax.value_and_grad(loss_fn, has_aux=True)(state["params"])
@@ -234,7 +243,7 @@ def make_eval_fn(graphdef: nnx.GraphDef, mesh: jax.sharding.Mesh, *, batch_size:
 
     def loss_sum(params, rest, batch, weights, legal):
         model = nnx.merge(graphdef, params, rest, copy=True)
-        losses = sequence_loss(model(batch[:, :-1], train=False), batch[:, 1:], legal)
+        losses = model_loss(model, batch, legal, train=False)
         return jnp.sum(losses * weights)
 
     p_loss_sum = jax.jit(loss_sum, in_shardings=(repl, repl, data, data, repl), out_shardings=repl)
@@ -339,8 +348,9 @@ def _train(
     tok, splits = prep.tokenizer, prep.splits
     vocab, seq_len = tok.vocab_size, tok.seq_len
     tx = make_optimizer(tcfg.optimizer, tcfg.num_steps)
+    windows = head_windows(config, tok.legal_mask())
     graphdef, state = init_state(model_cfg, tx, vocab_size=vocab, seq_len=seq_len,
-                                 seed=tcfg.seed, sharding=repl)  # fmt: skip
+                                 seed=tcfg.seed, sharding=repl, windows=windows)  # fmt: skip
     num_params = sum(x.size for x in jax.tree.leaves(state["params"]))
     if latest is not None:
         state, _ = checkpoint.restore(manager, checkpoint.abstract_on(state, repl), step=latest)

@@ -111,6 +111,41 @@ def test_scan_log_prob_and_greedy_match_teacher_forcing(module):
     np.testing.assert_allclose(log_prob, expected, rtol=1e-5)
 
 
+@pytest.mark.parametrize("module", [rnn, wavenet, transformer], ids=lambda m: m.__name__)
+def test_column_head_equals_the_masked_full_head(module):
+    """Same weights (same init key), two heads: the same masked log-probabilities and draws."""
+    config = models.model_config_from(module.get_config("tiny").model)
+    mask = _mask(1)
+    windows = models.column_windows(mask)
+    assert windows.width < V
+    full = models.build_model(config, vocab_size=V, seq_len=S, rngs=nnx.Rngs(2))
+    column = models.build_model(config, vocab_size=V, seq_len=S, rngs=nnx.Rngs(2),
+                                windows=windows)  # fmt: skip
+    for a, b in zip(jax.tree.leaves(nnx.state(full)), jax.tree.leaves(nnx.state(column)),
+                    strict=True):  # fmt: skip
+        np.testing.assert_array_equal(a, b)
+    rng = np.random.default_rng(0)
+    tokens = np.zeros((16, S), np.int32)
+    for j in range(1, S):
+        tokens[:, j] = rng.choice(np.flatnonzero(mask[j]), 16)
+    assert column(jnp.asarray(tokens[:, :-1]), train=False).shape == (16, S - 1, windows.width)
+    np.testing.assert_allclose(sampling.sequence_log_prob(column, tokens, mask),
+                               sampling.sequence_log_prob(full, tokens, mask), rtol=1e-5)  # fmt: skip
+
+    tables = sampling.make_tables(mask)
+    rows, key = jnp.arange(32, dtype=jnp.int32), jax.random.key(5)
+    draws = {}
+    for name, model in (("full", full), ("column", column)):
+        g, p, r = _split(model)
+        fn = sampling.make_sampler(g, strategy=sampling.Temperature())
+        draws[name] = fn(p, r, key, rows, tables, _free(32))
+    tokens, log_prob = draws["column"]
+    assert mask[np.arange(S), np.asarray(tokens)].all(), "an illegal token was drawn"
+    np.testing.assert_allclose(log_prob, sampling.sequence_log_prob(column, tokens, mask),
+                               rtol=1e-5)  # fmt: skip
+    np.testing.assert_array_equal(tokens, draws["full"][0])
+
+
 def _frequencies(strategy, logits: np.ndarray, n: int = 100_000) -> np.ndarray:
     scaled = jnp.broadcast_to(jnp.asarray(logits, jnp.float32), (n, logits.size))
     u = sampling.uniforms(jax.random.key(7), jnp.arange(n, dtype=jnp.int32), 1)[0]

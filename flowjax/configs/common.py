@@ -18,7 +18,9 @@ families fill `model` and override the rest per preset):
 - loop: global `batch_size` (split over every device), `num_steps`,
   `eval_every`, `eval_batch_size`, `log_every`, `checkpoint_every`,
   `keep_checkpoints`, `seed` (init and data order), `mask_logits` (score only
-  the tokens legal for each column).
+  the tokens legal for each column), `column_head` (per-column tokenizer: compute
+  at each position only the logits of that column's token window,
+  `flowjax.models.heads`; the full-vocabulary head otherwise).
 - stopping (all off by default): `early_stopping_patience` (stop when the
   validation loss has not improved for this many evaluations; 0: off),
   `keep_best` (also keep the checkpoint of lowest validation loss, beside the
@@ -99,6 +101,7 @@ def base_config() -> ml_collections.ConfigDict:
     config.keep_checkpoints = 3
     config.seed = 0
     config.mask_logits = True
+    config.column_head = True
     config.early_stopping_patience = 0
     config.keep_best = False
     config.time_budget_s = 0.0
@@ -111,6 +114,7 @@ def paper_settings(config: ml_collections.ConfigDict) -> None:
     config.tokenizer.n_bins = 49
     config.data.nonfinite = "clip"
     config.data.derive = False  # the study modelled every numeric column
+    config.column_head = False  # the pooled alphabet has no per-column windows
 
 
 def tiny_settings(config: ml_collections.ConfigDict) -> None:

@@ -1,8 +1,10 @@
 """The model registry: config dicts -> frozen model configs -> NNX modules with one surface.
 
-Every model offers `__call__(tokens, *, train) -> logits [B, T, V]` (teacher
+Every model offers `__call__(tokens, *, train) -> logits [B, T, W]` (teacher
 forced), `init_decode_state(batch_size)` and `decode_step(state, token, t) ->
-(logits [B, V], state)`; the trainer and the sampler never branch on the family.
+(logits [B, W], state)`; the trainer and the sampler never branch on the family.
+W is the vocabulary size V with the full head, or the column window's width with
+the per-column head (`heads.Windows`; logit i at position t is token lo[t + 1] + i).
 """
 
 from __future__ import annotations
@@ -13,6 +15,7 @@ from collections.abc import Mapping
 import jax
 from flax import nnx
 
+from flowjax.models.heads import Windows, column_windows
 from flowjax.models.rnn import RNN, RNNConfig
 from flowjax.models.transformer import Transformer, TransformerConfig
 from flowjax.models.wavenet import WaveNet, WaveNetConfig
@@ -25,7 +28,16 @@ MODELS: dict[str, tuple[type, type[nnx.Module]]] = {
     "transformer": (TransformerConfig, Transformer),
 }
 
-__all__ = ["MODELS", "ModelConfig", "build_model", "count_params", "model_config_from"]
+__all__ = [
+    "MODELS",
+    "ModelConfig",
+    "Windows",
+    "build_model",
+    "column_windows",
+    "count_params",
+    "head_windows",
+    "model_config_from",
+]
 
 
 def model_config_from(config: Mapping) -> ModelConfig:
@@ -47,8 +59,26 @@ def model_config_from(config: Mapping) -> ModelConfig:
     return cls(**values)
 
 
+def head_windows(config: Mapping, legal_mask) -> Windows | None:
+    """The per-column head's windows if `config.column_head` and the tokenizer is per-column.
+
+    Args:
+      config: the run's whole config (a checkpoint's config without `column_head`, from
+        before the key existed, gets the full head it was trained with).
+      legal_mask: bool[seq_len, V] from `FlowTokenizer.legal_mask()`.
+    """
+    if not config.get("column_head", False) or config["tokenizer"]["mode"] != "per_column":
+        return None
+    return column_windows(legal_mask)
+
+
 def build_model(
-    model_config: ModelConfig, *, vocab_size: int, seq_len: int, rngs: nnx.Rngs
+    model_config: ModelConfig,
+    *,
+    vocab_size: int,
+    seq_len: int,
+    rngs: nnx.Rngs,
+    windows: Windows | None = None,
 ) -> nnx.Module:
     """Instantiates the model of `model_config.name` for a vocabulary and sentence length.
 
@@ -57,14 +87,18 @@ def build_model(
       vocab_size: V, the number of symbols (the start symbol 0 included).
       seq_len: 1 + F, the sentence length (start symbol + one symbol per column).
       rngs: initialisation randomness (used only here, never in the forward pass).
+      windows: per-position vocabulary windows for the per-column head (`column_windows`
+        of the tokenizer's legal mask), or None for the head over the whole vocabulary.
 
     Returns:
       The NNX module.
     """
     if vocab_size < 2 or seq_len < 2:
         raise ValueError(f"need vocab_size >= 2 and seq_len >= 2, got {vocab_size}, {seq_len}")
+    if windows is not None and len(windows.lo) != seq_len:
+        raise ValueError(f"windows for {len(windows.lo)} positions, sentences of {seq_len}")
     return MODELS[model_config.name][1](
-        model_config, vocab_size=vocab_size, seq_len=seq_len, rngs=rngs
+        model_config, vocab_size=vocab_size, seq_len=seq_len, rngs=rngs, windows=windows
     )
 
 

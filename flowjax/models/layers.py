@@ -3,7 +3,8 @@
 The initialisers follow the paper's training practice: hidden layers get Kaiming
 normal weights with the tanh gain (std = 5/3 / sqrt(fan_in)), and the output
 head is drawn uniformly in +-epsilon (weights and biases) so the untrained model
-predicts nearly uniform symbols and the first loss is close to log(V).
+predicts nearly uniform symbols and the first loss is close to log(V) (the head
+itself is `flowjax.models.heads.Head`).
 """
 
 from __future__ import annotations
@@ -66,25 +67,6 @@ def embedding(
         embedding_init=jax.nn.initializers.normal(1.0),
         dtype=dtype,
         rngs=rngs,
-    )
-
-
-def output_head(
-    in_features: int,
-    vocab_size: int,
-    *,
-    scale: float,
-    rngs: nnx.Rngs,
-    dtype: jnp.dtype = jnp.float32,
-) -> nnx.Linear:
-    """The logits layer: weights and biases uniform in +-scale/sqrt(fan_in).
-
-    With `scale` = 0.1 this is the study's "output weights x 0.1" on top of the
-    default uniform(+-1/sqrt(fan_in)) init, which keeps the first logits near zero.
-    """
-    init = symmetric_uniform(scale / in_features**0.5)
-    return nnx.Linear(
-        in_features, vocab_size, kernel_init=init, bias_init=init, dtype=dtype, rngs=rngs
     )
 
 

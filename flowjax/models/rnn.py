@@ -16,7 +16,7 @@ import jax
 import jax.numpy as jnp
 from flax import nnx
 
-from flowjax.models import layers
+from flowjax.models import heads, layers
 
 _CELLS = ("gru", "tanh")
 
@@ -131,7 +131,15 @@ class _RecurrentLayer(nnx.Module):
 class RNN(nnx.Module):
     """Embedding -> stacked recurrent layers -> logits head."""
 
-    def __init__(self, cfg: RNNConfig, *, vocab_size: int, seq_len: int, rngs: nnx.Rngs):
+    def __init__(
+        self,
+        cfg: RNNConfig,
+        *,
+        vocab_size: int,
+        seq_len: int,
+        rngs: nnx.Rngs,
+        windows: heads.Windows | None = None,
+    ):
         del seq_len  # the recurrence has no length limit
         self.dtype = layers.compute_dtype(cfg.bf16)
         self.embed = layers.embedding(vocab_size, cfg.embed_dim, dtype=self.dtype, rngs=rngs)
@@ -139,17 +147,18 @@ class RNN(nnx.Module):
         self.cells = nnx.List(
             [_RecurrentLayer(d, cfg.hidden, cfg.cell, dtype=self.dtype, rngs=rngs) for d in dims]
         )
-        self.head = layers.output_head(
-            cfg.hidden, vocab_size, scale=cfg.head_scale, dtype=self.dtype, rngs=rngs
-        )
+        self.head = heads.Head(
+            cfg.hidden, vocab_size, scale=cfg.head_scale, windows=windows, dtype=self.dtype,
+            rngs=rngs,
+        )  # fmt: skip
 
     def __call__(self, tokens: jax.Array, *, train: bool) -> jax.Array:
-        """Teacher-forced logits: tokens int32 [B, T] -> float32 [B, T, V] (t predicts t + 1)."""
+        """Teacher-forced logits: int32 [B, T] -> float32 [B, T, width] (t predicts t + 1)."""
         del train  # no train-only behaviour
         x = self.embed(tokens)
         for layer, h0 in zip(self.cells, self.init_decode_state(tokens.shape[0]), strict=True):
             x = layer.run(h0, x)
-        return layers.logits_f32(self.head(x))
+        return self.head(x)
 
     def init_decode_state(self, batch_size: int) -> tuple[jax.Array, ...]:
         """Zero carries, one [B, hidden] per layer."""
@@ -158,11 +167,10 @@ class RNN(nnx.Module):
     def decode_step(
         self, state: tuple[jax.Array, ...], token: jax.Array, t: jax.Array
     ) -> tuple[jax.Array, tuple[jax.Array, ...]]:
-        """Feeds token int32 [B] at position t; returns (logits float32 [B, V] for t + 1, state)."""
-        del t  # the carry already holds the position
+        """Feeds token int32 [B] at t; returns (logits float32 [B, width] for t + 1, state)."""
         x = self.embed(token)
         new_state = []
         for layer, h in zip(self.cells, state, strict=True):
             x = layer.step(h, x)
             new_state.append(x)
-        return layers.logits_f32(self.head(x)), tuple(new_state)
+        return self.head.step(x, t), tuple(new_state)

@@ -16,7 +16,7 @@ import jax
 import jax.numpy as jnp
 from flax import nnx
 
-from flowjax.models import layers
+from flowjax.models import heads, layers
 
 LayerCache = dict[str, jax.Array]  # {'k', 'v'}: [B, heads, seq_len, head_dim]
 
@@ -110,7 +110,15 @@ class _Block(nnx.Module):
 class Transformer(nnx.Module):
     """Token + position embedding -> pre-LN blocks -> final LayerNorm -> logits head."""
 
-    def __init__(self, cfg: TransformerConfig, *, vocab_size: int, seq_len: int, rngs: nnx.Rngs):
+    def __init__(
+        self,
+        cfg: TransformerConfig,
+        *,
+        vocab_size: int,
+        seq_len: int,
+        rngs: nnx.Rngs,
+        windows: heads.Windows | None = None,
+    ):
         self.dtype = layers.compute_dtype(cfg.bf16)
         self.seq_len = seq_len
         self.head_dim = cfg.embed_dim // cfg.num_heads
@@ -121,15 +129,13 @@ class Transformer(nnx.Module):
             [_Block(cfg, dtype=self.dtype, rngs=rngs) for _ in range(cfg.num_layers)]
         )
         self.ln_f = nnx.LayerNorm(cfg.embed_dim, dtype=self.dtype, rngs=rngs)
-        self.head = layers.output_head(
-            cfg.embed_dim, vocab_size, scale=cfg.head_scale, dtype=self.dtype, rngs=rngs
-        )
-
-    def _logits(self, x: jax.Array) -> jax.Array:
-        return layers.logits_f32(self.head(self.ln_f(x)))
+        self.head = heads.Head(
+            cfg.embed_dim, vocab_size, scale=cfg.head_scale, windows=windows, dtype=self.dtype,
+            rngs=rngs,
+        )  # fmt: skip
 
     def __call__(self, tokens: jax.Array, *, train: bool) -> jax.Array:
-        """Teacher-forced logits: tokens int32 [B, T] (T <= seq_len) -> float32 [B, T, V]."""
+        """Teacher-forced logits: tokens int32 [B, T] (T <= seq_len) -> float32 [B, T, width]."""
         del train  # no dropout (the paper uses none)
         if tokens.shape[1] > self.seq_len:
             raise ValueError(
@@ -138,7 +144,7 @@ class Transformer(nnx.Module):
         x = self.tok(tokens) + self.pos(jnp.arange(tokens.shape[1]))
         for block in self.blocks:
             x = block(x)
-        return self._logits(x)
+        return self.head(self.ln_f(x))
 
     def init_decode_state(self, batch_size: int) -> tuple[LayerCache, ...]:
         """Empty K/V caches, one {'k', 'v'} of [B, heads, seq_len, head_dim] per block."""
@@ -151,10 +157,10 @@ class Transformer(nnx.Module):
     def decode_step(
         self, state: tuple[LayerCache, ...], token: jax.Array, t: jax.Array
     ) -> tuple[jax.Array, tuple[LayerCache, ...]]:
-        """Feeds token int32 [B] at position t; returns (logits float32 [B, V] for t + 1, state)."""
+        """Feeds token int32 [B] at t; returns (logits float32 [B, width] for t + 1, state)."""
         x = self.tok(token) + self.pos(t)
         caches = []
         for block, cache in zip(self.blocks, state, strict=True):
             x, cache = block.decode(x, cache, t)
             caches.append(cache)
-        return self._logits(x), tuple(caches)
+        return self.head.step(self.ln_f(x), t), tuple(caches)

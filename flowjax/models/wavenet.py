@@ -25,7 +25,7 @@ import jax
 import jax.numpy as jnp
 from flax import nnx
 
-from flowjax.models import layers
+from flowjax.models import heads, layers
 
 
 @dataclasses.dataclass(frozen=True, kw_only=True)
@@ -134,7 +134,15 @@ class _CausalLevel(nnx.Module):
 class WaveNet(nnx.Module):
     """Dilated causal language model over sentences of `seq_len` symbols."""
 
-    def __init__(self, cfg: WaveNetConfig, *, vocab_size: int, seq_len: int, rngs: nnx.Rngs):
+    def __init__(
+        self,
+        cfg: WaveNetConfig,
+        *,
+        vocab_size: int,
+        seq_len: int,
+        rngs: nnx.Rngs,
+        windows: heads.Windows | None = None,
+    ):
         dtype = layers.compute_dtype(cfg.bf16)
         self.residual = cfg.residual
         dilations = resolve_dilations(cfg.dilations, seq_len)
@@ -150,8 +158,8 @@ class WaveNet(nnx.Module):
             levels.append(_CausalLevel(in_dim, cfg, d, last=last, dtype=dtype, rngs=rngs))
             in_dim = cfg.hidden
         self.levels = nnx.List(levels)
-        self.head = layers.output_head(
-            cfg.hidden, vocab_size, scale=cfg.head_scale, dtype=dtype, rngs=rngs
+        self.head = heads.Head(
+            cfg.hidden, vocab_size, scale=cfg.head_scale, windows=windows, dtype=dtype, rngs=rngs
         )
 
     @property
@@ -163,9 +171,8 @@ class WaveNet(nnx.Module):
         x = self.embed(tokens)
         return x if self.in_proj is None else self.in_proj(x)
 
-    def _readout(self, x: jax.Array, skip: jax.Array | float) -> jax.Array:
-        h = jnp.tanh(skip) if self.residual else x
-        return layers.logits_f32(self.head(h))
+    def _features(self, x: jax.Array, skip: jax.Array | float) -> jax.Array:
+        return jnp.tanh(skip) if self.residual else x
 
     def __call__(self, tokens: jax.Array, *, train: bool) -> jax.Array:
         """Teacher-forced logits.
@@ -175,7 +182,7 @@ class WaveNet(nnx.Module):
           train: BatchNorm in training mode (batch statistics over real positions).
 
         Returns:
-          float32 [B, T, V]; position t predicts token t + 1.
+          float32 [B, T, head width]; position t predicts token t + 1.
         """
         length = tokens.shape[1] + 1
         # Column 0 stands for every position before the sentence (see the module docstring).
@@ -189,7 +196,7 @@ class WaveNet(nnx.Module):
                 skip = skip + s
         if self.residual:
             skip = skip[:, 1:]
-        return self._readout(x[:, 1:], skip)
+        return self.head(self._features(x[:, 1:], skip))
 
     def init_decode_state(self, batch_size: int) -> tuple[jax.Array, ...]:
         """Per level, a ring buffer [B, dilation, C_in] filled with the padding activations."""
@@ -203,7 +210,7 @@ class WaveNet(nnx.Module):
     def decode_step(
         self, state: tuple[jax.Array, ...], token: jax.Array, t: jax.Array
     ) -> tuple[jax.Array, tuple[jax.Array, ...]]:
-        """Feeds token int32 [B] at position t; returns (logits float32 [B, V] for t + 1, state).
+        """Feeds token int32 [B] at t; returns (logits float32 [B, width] for t + 1, state).
 
         Slot t % dilation of a level's buffer holds its input from t - dilation;
         it is read, then overwritten with the input at t.
@@ -218,4 +225,4 @@ class WaveNet(nnx.Module):
             x, s = level(past, x, train=False)
             if s is not None:
                 skip = skip + s
-        return self._readout(x, skip), tuple(new_state)
+        return self.head.step(self._features(x, skip), t), tuple(new_state)
