@@ -3,13 +3,15 @@
 python -m experiments.bench_generate
 python -m experiments.bench_generate --families=rnn --presets=paper --batch_sizes=1024,4096
 
-For each model family and preset (fresh weights at the preset's size: speed does not
-depend on the weight values, and every method below uses the same weights):
+For each model family, preset and output head (fresh weights at the preset's size:
+speed does not depend on the weight values, and every method below uses the same
+weights; the per-column head exists for the per-column tokenizer only, and its row
+also gives its best rows/s over the full head's, measured in the same run):
 - ours: `flowjax.sampling` (one jitted scan, inverse-CDF draws, masks), rows/s at each
   batch size, the median of --repeats warm runs;
 - study: the study's way, a Python loop over rows and tokens calling the jitted
-  `decode_step` with batch 1 and drawing with numpy from the softmax (timed on
-  --study_rows rows and extrapolated);
+  `decode_step` of the full head with batch 1 and drawing with numpy from the softmax
+  (timed on --study_rows rows and extrapolated);
 - floor: XLA's FLOP count of `decode_step` per row times the sentence length, divided
   by the FLOP rate of a large float32 matmul measured in the same run.
 """
@@ -31,6 +33,7 @@ _DDOS = SHARED_DATA / "cicids2017_mlcve_friday_afternoon_ddos_head10k.csv.gz"
 flags.DEFINE_string("data", str(_DDOS), "flow table the tokenizer is fitted on (sets V, length)")
 flags.DEFINE_list("families", list(configs.FAMILIES), "model families")
 flags.DEFINE_list("presets", ["paper", "default"], "config presets")
+flags.DEFINE_list("heads", ["full", "column"], "output heads (column: per-column tokenizer only)")
 flags.DEFINE_list("batch_sizes", ["64", "256", "1024", "4096"], "sampler batch sizes")
 flags.DEFINE_integer("repeats", 3, "timed runs per batch size (median)")
 flags.DEFINE_integer("study_rows", 3, "rows generated the study's way")
@@ -150,35 +153,46 @@ def main(argv):
             if mode not in tokenizers:
                 tokenizers[mode] = data.prepare_data(config, FLAGS.data).tokenizer
             tok = tokenizers[mode]
-            model = models.build_model(models.model_config_from(config.model),
-                                       vocab_size=tok.vocab_size, seq_len=tok.seq_len,
-                                       rngs=nnx.Rngs(0))  # fmt: skip
-            g, p, r = nnx.split(model, nnx.Param, ...)
             tables = sampling.make_tables(tok.legal_mask())
-            flops = decode_flops_per_row(g, p, r, tok.seq_len - 1)
-            row = {
-                "family": family, "preset": preset, "vocab": tok.vocab_size,
-                "seq_len": tok.seq_len, "window": int(tables.legal.shape[1]),
-                "params": models.count_params(model), "mflop_per_row": flops / 1e6,
-                "floor": rate / flops,
-                "study": study_rows_per_s(g, p, r, tok.seq_len, tok.vocab_size,
-                                          FLAGS.study_rows),
-                "ours": {b: ours_rows_per_s(g, p, r, tables, b, FLAGS.repeats)
-                         for b in batch_sizes},
-            }  # fmt: skip
-            best = max(row["ours"].values())
-            row["x_study"], row["floor_over_ours"] = best / row["study"], row["floor"] / best
-            results.append(row)
-            print(json.dumps(row), flush=True)
-    head = " | ".join(f"B={b}" for b in batch_sizes)
-    cols = f"MFLOP/row | study | floor | {head} | x study | floor/ours"
-    print(f"\n| model | preset | V | len | {cols} |")
-    print("|" + "---|" * (9 + len(batch_sizes)))
+            heads = [h for h in FLAGS.heads if h == "full" or mode == "per_column"]
+            study = full_best = None
+            for head in heads:
+                windows = models.column_windows(tok.legal_mask()) if head == "column" else None
+                model = models.build_model(models.model_config_from(config.model),
+                                           vocab_size=tok.vocab_size, seq_len=tok.seq_len,
+                                           rngs=nnx.Rngs(0), windows=windows)  # fmt: skip
+                g, p, r = nnx.split(model, nnx.Param, ...)
+                if study is None:
+                    full = models.build_model(models.model_config_from(config.model),
+                                              vocab_size=tok.vocab_size, seq_len=tok.seq_len,
+                                              rngs=nnx.Rngs(0))  # fmt: skip
+                    study = study_rows_per_s(*nnx.split(full, nnx.Param, ...), tok.seq_len,
+                                             tok.vocab_size, FLAGS.study_rows)  # fmt: skip
+                flops = decode_flops_per_row(g, p, r, tok.seq_len - 1)
+                row = {
+                    "family": family, "preset": preset, "head": head, "vocab": tok.vocab_size,
+                    "seq_len": tok.seq_len, "window": int(tables.legal.shape[1]),
+                    "params": models.count_params(model), "mflop_per_row": flops / 1e6,
+                    "floor": rate / flops, "study": study,
+                    "ours": {b: ours_rows_per_s(g, p, r, tables, b, FLAGS.repeats)
+                             for b in batch_sizes},
+                }  # fmt: skip
+                best = max(row["ours"].values())
+                row["x_study"], row["floor_over_ours"] = best / study, row["floor"] / best
+                full_best = best if head == "full" else full_best
+                row["x_full"] = best / full_best if full_best else None
+                results.append(row)
+                print(json.dumps(row), flush=True)
+    sizes = " | ".join(f"B={b}" for b in batch_sizes)
+    cols = f"MFLOP/row | study | floor | {sizes} | x study | floor/ours | column/full"
+    print(f"\n| model | preset | head | V | len | {cols} |")
+    print("|" + "---|" * (11 + len(batch_sizes)))
     for r in results:
         ours = " | ".join(f"{r['ours'][b]:,.0f}" for b in batch_sizes)
-        print(f"| {r['family']} | {r['preset']} | {r['vocab']} | {r['seq_len']} | "
+        x_full = f"{r['x_full']:.2f}" if r["x_full"] and r["head"] == "column" else "–"
+        print(f"| {r['family']} | {r['preset']} | {r['head']} | {r['vocab']} | {r['seq_len']} | "
               f"{r['mflop_per_row']:.1f} | {r['study']:,.0f} | {r['floor']:,.0f} | {ours} | "
-              f"{r['x_study']:,.0f} | {r['floor_over_ours']:.2f} |")  # fmt: skip
+              f"{r['x_study']:,.0f} | {r['floor_over_ours']:.2f} | {x_full} |")  # fmt: skip
     if FLAGS.draws:
         shapes = [(4096, 49), (1024, 65), (1024, 2258)]  # paper window; per-column window, V
         table = {shape: draw_ms(*shape) for shape in shapes}

@@ -165,10 +165,16 @@ def sequence_loss(
 
 
 def model_loss(
-    model: nnx.Module, batch: jax.Array, legal: jax.Array | None, *, train: bool
+    model: nnx.Module,
+    batch: jax.Array,
+    legal: jax.Array | None,
+    *,
+    train: bool,
+    dropout_key: jax.Array | None = None,
 ) -> jax.Array:
     """Teacher-forced nats per flow, float32 [B], of sentences int32 [B, 1+F] (either head)."""
-    logits = model(batch[:, :-1], train=train)
+    kwargs = {} if dropout_key is None else {"dropout_key": dropout_key}
+    logits = model(batch[:, :-1], train=train, **kwargs)
     return sequence_loss(logits, *heads.localize(heads.windows_of(model), batch[:, 1:], legal))
 
 
@@ -204,15 +210,26 @@ def init_state(
 
 
 def make_train_step(
-    graphdef: nnx.GraphDef, tx: optax.GradientTransformation, mesh: jax.sharding.Mesh
+    graphdef: nnx.GraphDef,
+    tx: optax.GradientTransformation,
+    mesh: jax.sharding.Mesh,
+    *,
+    seed: int = 0,
+    dropout: bool = False,
 ):
-    """The jitted, donated step `(state, batch int32[B, 1+F], legal) -> (state, metrics)`."""
+    """The jitted, donated step `(state, batch int32[B, 1+F], legal) -> (state, metrics)`.
+
+    With `dropout` the model gets the key fold_in(key(seed), step) (a function of the
+    seed and step only, so a resumed run draws the same masks).
+    """
 
     def train_step(state: TrainState, batch: jax.Array, legal: jax.Array | None):
+        key = jax.random.fold_in(jax.random.key(seed), state["step"]) if dropout else None
+
         def loss_fn(params):
             # copy=True: BatchNorm updates its statistics on a fresh module inside this trace.
             model = nnx.merge(graphdef, params, state["rest"], copy=True)
-            loss = model_loss(model, batch, legal, train=True).mean()
+            loss = model_loss(model, batch, legal, train=True, dropout_key=key).mean()
             return loss, nnx.split(model, nnx.Param, ...)[2]
 
         (loss, rest), grads = jax.value_and_grad(loss_fn, has_aux=True)(state["params"])
@@ -371,7 +388,8 @@ def _train(
         len(splits.test), mesh.devices.size,
     )  # fmt: skip
     legal = jax.device_put(tok.legal_mask()[1:], repl) if tcfg.mask_logits else None
-    p_train = make_train_step(graphdef, tx, mesh)
+    p_train = make_train_step(graphdef, tx, mesh, seed=tcfg.seed,
+                              dropout=getattr(model_cfg, "dropout", 0.0) > 0)  # fmt: skip
     n_dev = mesh.devices.size
     eval_bs = min(tcfg.eval_batch_size, -(-len(splits.val) // n_dev) * n_dev)
     parallel.check_batch_size(eval_bs, mesh, flag="eval_batch_size")

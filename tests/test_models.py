@@ -179,3 +179,29 @@ def test_rnn_recurrence_gradient_matches_autodiff(kind):
     expected = jax.grad(loss(reference), argnums=(0, 1, 2, 3))(w, b, h0, gx)
     for got, want in zip(custom(w, b, h0, gx), expected, strict=True):
         np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-5)
+
+
+@pytest.mark.parametrize("family", configs.FAMILIES)
+def test_dropout_acts_only_in_training_with_a_key(family):
+    vocab, seq_len = 60, 20
+    config = configs.get_config(family, "tiny")
+    config.model.dropout = 0.5
+    cfg = model_config_from(config.model)
+    plain = build_model(model_config_from(configs.get_config(family, "tiny").model),
+                        vocab_size=vocab, seq_len=seq_len, rngs=nnx.Rngs(3))  # fmt: skip
+    dropped = build_model(cfg, vocab_size=vocab, seq_len=seq_len, rngs=nnx.Rngs(3))
+    tokens = _sentences(4, seq_len - 1, vocab, seed=3)
+    key = jax.random.key(0)
+    # Evaluation (train=False) ignores the key: the same function as without dropout.
+    np.testing.assert_array_equal(dropped(tokens, train=False, dropout_key=key),
+                                  plain(tokens, train=False))  # fmt: skip
+    if family == "wavenet":  # BatchNorm statistics differ in training mode; compare eval only
+        return
+    a = dropped(tokens, train=True, dropout_key=key)
+    b = dropped(tokens, train=True, dropout_key=jax.random.key(1))
+    assert float(jnp.abs(a - b).max()) > 1e-3  # masks differ by key
+    np.testing.assert_array_equal(a, dropped(tokens, train=True, dropout_key=key))
+    np.testing.assert_array_equal(dropped(tokens, train=True), plain(tokens, train=True))
+    with pytest.raises(ValueError, match="dropout"):
+        config.model.dropout = 1.0
+        model_config_from(config.model)

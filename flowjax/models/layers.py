@@ -75,6 +75,28 @@ def batch_norm(features: int, *, rngs: nnx.Rngs, dtype: jnp.dtype = jnp.float32)
     return nnx.BatchNorm(features, momentum=BATCH_NORM_MOMENTUM, dtype=dtype, rngs=rngs)
 
 
+def dropout(x: jax.Array, rate: float, key: jax.Array | None) -> jax.Array:
+    """Inverted dropout: zeroes each entry with probability `rate`, scales the rest by 1/(1-rate).
+
+    The identity when `key` is None (evaluation, decoding) or `rate` is 0.
+    """
+    if key is None or rate == 0.0:
+        return x
+    keep = jax.random.bernoulli(key, 1.0 - rate, x.shape)
+    return jnp.where(keep, x / (1.0 - rate), 0).astype(x.dtype)
+
+
+def dropout_keys(key: jax.Array | None, count: int) -> list[jax.Array | None]:
+    """`count` independent keys from `key` (all None when `key` is None)."""
+    return [None] * count if key is None else list(jax.random.split(key, count))
+
+
+def check_dropout(rate: float) -> None:
+    """Raises ValueError unless 0 <= rate < 1."""
+    if not 0.0 <= rate < 1.0:
+        raise ValueError(f"model.dropout must be in [0, 1), got {rate}")
+
+
 def logits_f32(logits: jax.Array) -> jax.Array:
     """Logits leave every model in float32, whatever the compute dtype."""
     return logits.astype(jnp.float32)

@@ -31,9 +31,11 @@ class RNNConfig:
     hidden: int = 128
     num_layers: int = 1
     head_scale: float = 0.1  # output weights and biases uniform in +-head_scale/sqrt(fan_in)
+    dropout: float = 0.0  # on the embeddings and each layer's outputs, in training only
     bf16: bool = False
 
     def __post_init__(self):
+        layers.check_dropout(self.dropout)
         if self.name != "rnn":
             raise ValueError(f"RNNConfig.name must be 'rnn', got {self.name!r}")
         if self.cell not in _CELLS:
@@ -142,6 +144,7 @@ class RNN(nnx.Module):
     ):
         del seq_len  # the recurrence has no length limit
         self.dtype = layers.compute_dtype(cfg.bf16)
+        self.dropout = cfg.dropout
         self.embed = layers.embedding(vocab_size, cfg.embed_dim, dtype=self.dtype, rngs=rngs)
         dims = [cfg.embed_dim] + [cfg.hidden] * (cfg.num_layers - 1)
         self.cells = nnx.List(
@@ -152,12 +155,18 @@ class RNN(nnx.Module):
             rngs=rngs,
         )  # fmt: skip
 
-    def __call__(self, tokens: jax.Array, *, train: bool) -> jax.Array:
-        """Teacher-forced logits: int32 [B, T] -> float32 [B, T, width] (t predicts t + 1)."""
-        del train  # no train-only behaviour
-        x = self.embed(tokens)
-        for layer, h0 in zip(self.cells, self.init_decode_state(tokens.shape[0]), strict=True):
-            x = layer.run(h0, x)
+    def __call__(
+        self, tokens: jax.Array, *, train: bool, dropout_key: jax.Array | None = None
+    ) -> jax.Array:
+        """Teacher-forced logits: int32 [B, T] -> float32 [B, T, width] (t predicts t + 1).
+
+        Dropout (config.dropout) applies only with `train` and a `dropout_key`.
+        """
+        keys = layers.dropout_keys(dropout_key if train else None, 1 + len(self.cells))
+        x = layers.dropout(self.embed(tokens), self.dropout, keys[0])
+        h0s = self.init_decode_state(tokens.shape[0])
+        for layer, h0, key in zip(self.cells, h0s, keys[1:], strict=True):
+            x = layers.dropout(layer.run(h0, x), self.dropout, key)
         return self.head(x)
 
     def init_decode_state(self, batch_size: int) -> tuple[jax.Array, ...]:

@@ -31,9 +31,11 @@ class TransformerConfig:
     num_heads: int = 4
     mlp_ratio: int = 4
     head_scale: float = 0.1  # output weights and biases uniform in +-head_scale/sqrt(fan_in)
+    dropout: float = 0.0  # on the embeddings and each residual branch, in training only
     bf16: bool = False
 
     def __post_init__(self):
+        layers.check_dropout(self.dropout)
         if self.name != "transformer":
             raise ValueError(f"TransformerConfig.name must be 'transformer', got {self.name!r}")
         if min(self.embed_dim, self.num_layers, self.num_heads, self.mlp_ratio) < 1:
@@ -66,6 +68,7 @@ class _Block(nnx.Module):
     def __init__(self, cfg: TransformerConfig, *, rngs: nnx.Rngs, dtype: jnp.dtype):
         dim = cfg.embed_dim
         self.num_heads = cfg.num_heads
+        self.dropout = cfg.dropout
         self.ln1 = nnx.LayerNorm(dim, dtype=dtype, rngs=rngs)
         self.qkv = layers.dense(dim, 3 * dim, gain=1.0, dtype=dtype, rngs=rngs)
         self.proj = layers.dense(dim, dim, gain=1.0, dtype=dtype, rngs=rngs)
@@ -78,15 +81,17 @@ class _Block(nnx.Module):
         qkv = self.qkv(self.ln1(x))
         return tuple(a.reshape(*a.shape[:-1], self.num_heads, -1) for a in jnp.split(qkv, 3, -1))
 
-    def _finish(self, x: jax.Array, attended: jax.Array) -> jax.Array:
-        x = x + self.proj(attended.reshape(*x.shape))
-        return x + self.fc2(jax.nn.gelu(self.fc1(self.ln2(x))))
+    def _finish(self, x: jax.Array, attended: jax.Array, key: jax.Array | None = None) -> jax.Array:
+        keys = layers.dropout_keys(key, 2)
+        x = x + layers.dropout(self.proj(attended.reshape(*x.shape)), self.dropout, keys[0])
+        return x + layers.dropout(self.fc2(jax.nn.gelu(self.fc1(self.ln2(x)))), self.dropout,
+                                  keys[1])  # fmt: skip
 
-    def __call__(self, x: jax.Array) -> jax.Array:
+    def __call__(self, x: jax.Array, dropout_key: jax.Array | None = None) -> jax.Array:
         """Teacher-forced block: x [B, T, D] -> [B, T, D], causal."""
         q, k, v = self._heads(x)
         causal = jnp.tril(jnp.ones((x.shape[1], x.shape[1]), bool))
-        return self._finish(x, _attend(q, k, v, causal))
+        return self._finish(x, _attend(q, k, v, causal), dropout_key)
 
     def decode(self, x: jax.Array, cache: LayerCache, t: jax.Array) -> tuple[jax.Array, LayerCache]:
         """One position: x [B, D] at position t, cache -> (output [B, D], cache with t written).
@@ -120,6 +125,7 @@ class Transformer(nnx.Module):
         windows: heads.Windows | None = None,
     ):
         self.dtype = layers.compute_dtype(cfg.bf16)
+        self.dropout = cfg.dropout
         self.seq_len = seq_len
         self.head_dim = cfg.embed_dim // cfg.num_heads
         self.num_heads = cfg.num_heads
@@ -134,16 +140,22 @@ class Transformer(nnx.Module):
             rngs=rngs,
         )  # fmt: skip
 
-    def __call__(self, tokens: jax.Array, *, train: bool) -> jax.Array:
-        """Teacher-forced logits: tokens int32 [B, T] (T <= seq_len) -> float32 [B, T, width]."""
-        del train  # no dropout (the paper uses none)
+    def __call__(
+        self, tokens: jax.Array, *, train: bool, dropout_key: jax.Array | None = None
+    ) -> jax.Array:
+        """Teacher-forced logits: tokens int32 [B, T] (T <= seq_len) -> float32 [B, T, width].
+
+        Dropout (config.dropout; the paper uses none) applies only with `train` and a key.
+        """
         if tokens.shape[1] > self.seq_len:
             raise ValueError(
                 f"{tokens.shape[1]} positions exceed the model's seq_len {self.seq_len}"
             )
+        keys = layers.dropout_keys(dropout_key if train else None, 1 + len(self.blocks))
         x = self.tok(tokens) + self.pos(jnp.arange(tokens.shape[1]))
-        for block in self.blocks:
-            x = block(x)
+        x = layers.dropout(x, self.dropout, keys[0])
+        for block, key in zip(self.blocks, keys[1:], strict=True):
+            x = block(x, key)
         return self.head(self.ln_f(x))
 
     def init_decode_state(self, batch_size: int) -> tuple[LayerCache, ...]:

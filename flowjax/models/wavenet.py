@@ -41,9 +41,11 @@ class WaveNetConfig:
     gated: bool = False  # tanh(a) * sigmoid(b) units instead of tanh
     batch_norm: bool = True
     head_scale: float = 0.1  # output weights and biases uniform in +-head_scale/sqrt(fan_in)
+    dropout: float = 0.0  # on the embeddings and the head's input, in training only
     bf16: bool = False
 
     def __post_init__(self):
+        layers.check_dropout(self.dropout)
         if self.name != "wavenet":
             raise ValueError(f"WaveNetConfig.name must be 'wavenet', got {self.name!r}")
         if min(self.embed_dim, self.hidden) < 1:
@@ -145,6 +147,7 @@ class WaveNet(nnx.Module):
     ):
         dtype = layers.compute_dtype(cfg.bf16)
         self.residual = cfg.residual
+        self.dropout = cfg.dropout
         dilations = resolve_dilations(cfg.dilations, seq_len)
         self.embed = layers.embedding(vocab_size, cfg.embed_dim, dtype=dtype, rngs=rngs)
         in_proj = functools.partial(layers.dense, cfg.embed_dim, cfg.hidden, gain=1.0)
@@ -174,19 +177,25 @@ class WaveNet(nnx.Module):
     def _features(self, x: jax.Array, skip: jax.Array | float) -> jax.Array:
         return jnp.tanh(skip) if self.residual else x
 
-    def __call__(self, tokens: jax.Array, *, train: bool) -> jax.Array:
+    def __call__(
+        self, tokens: jax.Array, *, train: bool, dropout_key: jax.Array | None = None
+    ) -> jax.Array:
         """Teacher-forced logits.
 
         Args:
           tokens: int32 [B, T]; tokens[:, 0] is the start symbol.
           train: BatchNorm in training mode (batch statistics over real positions).
+          dropout_key: with `train`, drops out (config.dropout) the embeddings and the
+            head's input.
 
         Returns:
           float32 [B, T, head width]; position t predicts token t + 1.
         """
         length = tokens.shape[1] + 1
         # Column 0 stands for every position before the sentence (see the module docstring).
+        keys = layers.dropout_keys(dropout_key if train else None, 2)
         x = self._input(jnp.pad(tokens, ((0, 0), (1, 0))))  # [B, 1 + T, C]
+        x = layers.dropout(x, self.dropout, keys[0])
         real = (jnp.arange(length) > 0)[None, :, None]
         skip = 0.0
         for level in self.levels:
@@ -196,7 +205,7 @@ class WaveNet(nnx.Module):
                 skip = skip + s
         if self.residual:
             skip = skip[:, 1:]
-        return self.head(self._features(x[:, 1:], skip))
+        return self.head(layers.dropout(self._features(x[:, 1:], skip), self.dropout, keys[1]))
 
     def init_decode_state(self, batch_size: int) -> tuple[jax.Array, ...]:
         """Per level, a ring buffer [B, dilation, C_in] filled with the padding activations."""
