@@ -66,6 +66,7 @@ class TrainConfig:
     num_steps: int
     eval_every: int
     eval_batch_size: int
+    eval_max_rows: int
     log_every: int
     checkpoint_every: int
     keep_checkpoints: int
@@ -81,6 +82,9 @@ class TrainConfig:
                      "checkpoint_every", "keep_checkpoints"):  # fmt: skip
             if getattr(self, name) < 1:
                 raise ValueError(f"config.{name} must be >= 1, got {getattr(self, name)}")
+        if self.eval_max_rows < 0:
+            raise ValueError(f"config.eval_max_rows must be >= 0 (0: all), "
+                             f"got {self.eval_max_rows}")  # fmt: skip
         if self.early_stopping_patience < 0:
             raise ValueError(
                 f"config.early_stopping_patience must be >= 0 (0: off), "
@@ -391,7 +395,9 @@ def _train(
     p_train = make_train_step(graphdef, tx, mesh, seed=tcfg.seed,
                               dropout=getattr(model_cfg, "dropout", 0.0) > 0)  # fmt: skip
     n_dev = mesh.devices.size
-    eval_bs = min(tcfg.eval_batch_size, -(-len(splits.val) // n_dev) * n_dev)
+    # The validation split is in shuffled order: its first rows are a random subset.
+    val = splits.val[: tcfg.eval_max_rows] if tcfg.eval_max_rows else splits.val
+    eval_bs = min(tcfg.eval_batch_size, -(-len(val) // n_dev) * n_dev)
     parallel.check_batch_size(eval_bs, mesh, flag="eval_batch_size")
     evaluate = make_eval_fn(graphdef, mesh, batch_size=eval_bs)
     schedule = learning_rate_schedule(tcfg.optimizer, tcfg.num_steps)
@@ -437,7 +443,7 @@ def _train(
             )  # fmt: skip
             tracked = None  # the orbax metrics of this step's checkpoint
             if due_eval:
-                history[-1]["val_loss"] = evaluate(state, splits.val, legal)
+                history[-1]["val_loss"] = evaluate(state, val, legal)
                 tracked = {"val_loss": history[-1]["val_loss"]}
                 _log_above_bar(
                     "step %d: val loss %.3f nats/flow, %.4f bits/column", step,
@@ -454,7 +460,7 @@ def _train(
                     _log_above_bar("stopping at step %d/%d: %s", step, tcfg.num_steps,
                                    _STOP_REASONS[stop])  # fmt: skip
                 break
-    val_loss = history[-1]["val_loss"] if history else evaluate(state, splits.val, legal)
+    val_loss = history[-1]["val_loss"] if history else evaluate(state, val, legal)
     metrics = {
         "step": int(step),
         "train_loss": history[-1]["train_loss"] if history else float("nan"),

@@ -219,10 +219,21 @@ def test_parse_duration_refuses_what_is_not_a_duration(text):
         common.parse_duration(text)
 
 
-@pytest.mark.parametrize("field, value", [("early_stopping_patience", -1), ("time_budget_s", -1.0)])
+@pytest.mark.parametrize(
+    "field, value",
+    [("early_stopping_patience", -1), ("time_budget_s", -1.0), ("eval_max_rows", -1)],
+)
 def test_stopping_settings_are_checked(field, value):
     with pytest.raises(ValueError, match=field):
         train.TrainConfig.from_config(_tiny("wavenet", **{field: value}))
+
+
+def test_default_preset_stops_at_its_best_and_paper_runs_its_steps():
+    for family in configs.FAMILIES:
+        default, paper = configs.get_config(family), configs.get_config(family, "paper")
+        assert default.keep_best and default.early_stopping_patience > 0 and default.column_head
+        assert not (paper.keep_best or paper.early_stopping_patience or paper.column_head)
+        assert default.time_budget_s == paper.time_budget_s == 0  # no machine-dependent length
 
 
 def test_too_few_rows_names_the_file(tmp_path):

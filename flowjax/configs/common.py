@@ -16,17 +16,21 @@ families fill `model` and override the rest per preset):
   `warmup_steps`, cosine decay to `min_lr_ratio` x peak, `weight_decay`,
   `b1`/`b2`, global-norm `clip_norm` (0: off).
 - loop: global `batch_size` (split over every device), `num_steps`,
-  `eval_every`, `eval_batch_size`, `log_every`, `checkpoint_every`,
+  `eval_every`, `eval_batch_size`, `eval_max_rows` (evaluations score at most this
+  many validation rows, a random subset; 0: all), `log_every`, `checkpoint_every`,
   `keep_checkpoints`, `seed` (init and data order), `mask_logits` (score only
   the tokens legal for each column), `column_head` (per-column tokenizer: compute
   at each position only the logits of that column's token window,
   `flowjax.models.heads`; the full-vocabulary head otherwise).
-- stopping (all off by default): `early_stopping_patience` (stop when the
-  validation loss has not improved for this many evaluations; 0: off),
-  `keep_best` (also keep the checkpoint of lowest validation loss, beside the
-  latest ones, and generate from it; every evaluation step is then saved),
-  `time_budget_s` (stop after this many seconds of training-loop wall time,
-  saving the step reached; 0: off; `parse_duration` reads '300', '5m', '1h').
+- stopping (on in the `default` preset: evaluate every 100 steps, stop after 5
+  evaluations without improvement, generate from the best; off in `paper` and
+  `tiny`): `early_stopping_patience` (stop when the validation loss has not
+  improved for this many evaluations; 0: off), `keep_best` (also keep the
+  checkpoint of lowest validation loss, beside the latest ones, and generate from
+  it; every evaluation step is then saved), `time_budget_s` (stop after this many
+  seconds of training-loop wall time, saving the step reached; 0: off, the
+  default: a run's length should not depend on the machine's speed;
+  `parse_duration` reads '300', '5m', '1h'; the main job passes `--time_budget`).
 """
 
 from __future__ import annotations
@@ -94,16 +98,17 @@ def base_config() -> ml_collections.ConfigDict:
     )
     config.batch_size = 128
     config.num_steps = 5000
-    config.eval_every = 500
+    config.eval_every = 100
     config.eval_batch_size = 1024
+    config.eval_max_rows = 8192
     config.log_every = 100
     config.checkpoint_every = 1000
     config.keep_checkpoints = 3
     config.seed = 0
     config.mask_logits = True
     config.column_head = True
-    config.early_stopping_patience = 0
-    config.keep_best = False
+    config.early_stopping_patience = 5
+    config.keep_best = True
     config.time_budget_s = 0.0
     return config
 
@@ -115,6 +120,8 @@ def paper_settings(config: ml_collections.ConfigDict) -> None:
     config.data.nonfinite = "clip"
     config.data.derive = False  # the study modelled every numeric column
     config.column_head = False  # the pooled alphabet has no per-column windows
+    config.early_stopping_patience = 0  # the study trained a fixed number of steps
+    config.keep_best = False
 
 
 def tiny_settings(config: ml_collections.ConfigDict) -> None:
@@ -128,3 +135,5 @@ def tiny_settings(config: ml_collections.ConfigDict) -> None:
     config.checkpoint_every = 10
     config.keep_checkpoints = 2
     config.optimizer.warmup_steps = 5
+    config.early_stopping_patience = 0
+    config.keep_best = False
