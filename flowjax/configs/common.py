@@ -122,6 +122,7 @@ def paper_settings(config: ml_collections.ConfigDict) -> None:
     config.column_head = False  # the pooled alphabet has no per-column windows
     config.early_stopping_patience = 0  # the study trained a fixed number of steps
     config.keep_best = False
+    config.model.dropout = 0.0  # the study used none
 
 
 def tiny_settings(config: ml_collections.ConfigDict) -> None:
@@ -137,3 +138,4 @@ def tiny_settings(config: ml_collections.ConfigDict) -> None:
     config.optimizer.warmup_steps = 5
     config.early_stopping_patience = 0
     config.keep_best = False
+    config.model.dropout = 0.0

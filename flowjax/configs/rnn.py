@@ -29,7 +29,7 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
             "hidden": 256,
             "num_layers": 2,
             "head_scale": 0.1,
-            "dropout": 0.0,
+            "dropout": 0.1,
             "bf16": False,
         }
     )

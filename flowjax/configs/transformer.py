@@ -30,7 +30,7 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
             "num_heads": 4,
             "mlp_ratio": 4,
             "head_scale": 0.1,
-            "dropout": 0.0,
+            "dropout": 0.1,
             "bf16": False,
         }
     )

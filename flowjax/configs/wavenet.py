@@ -33,7 +33,7 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
             "gated": True,
             "batch_norm": True,
             "head_scale": 0.1,
-            "dropout": 0.0,
+            "dropout": 0.1,
             "bf16": False,
         }
     )
