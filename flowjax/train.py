@@ -32,6 +32,7 @@ from flax import nnx
 
 import flowjax
 from flowjax import checkpoint, parallel
+from flowjax.configs import sized_for_data
 from flowjax.data import Prepared, data_fingerprint, encode_table, get_batch, load_table
 from flowjax.models import ModelConfig, Windows, build_model, head_windows, heads, model_config_from
 
@@ -336,7 +337,7 @@ def train_model(
     """
     workdir = str(workdir)
     tcfg = TrainConfig.from_config(config)
-    model_cfg = model_config_from(config.model)
+    model_config_from(config.model)  # a bad model config fails before any data is read
     mesh = mesh or parallel.make_mesh()
     parallel.check_batch_size(tcfg.batch_size, mesh)
     manager = checkpoint.make_manager(
@@ -344,20 +345,18 @@ def train_model(
         keep_best=tcfg.keep_best,
     )  # fmt: skip
     try:
-        return _train(config, tcfg, model_cfg, workdir, data, mesh, manager, allow_new_data)
+        return _train(config, tcfg, workdir, data, mesh, manager, allow_new_data)
     finally:  # a failing run still finishes the saves it started
         manager.wait_until_finished()
         manager.close()
 
 
 def _train(
-    config, tcfg, model_cfg, workdir, data, mesh, manager, allow_new_data
+    config, tcfg, workdir, data, mesh, manager, allow_new_data
 ) -> tuple[dict[str, Any], Prepared]:
     """The body of `train_model`: set-up, optional resume, the loop, final metrics."""
     repl = parallel.replicated(mesh)
     latest, saved_meta = checkpoint.resume_point(manager, repl)
-    if saved_meta and model_config_from(saved_meta["config"]["model"]) != model_cfg:
-        raise ValueError(f"{workdir}: its checkpoint has another model config; use a new workdir")
     frame, schema = load_table(config, data)
     fingerprint = data_fingerprint(frame, data)
     if saved_meta:
@@ -367,6 +366,10 @@ def _train(
     prep = encode_table(config, frame, schema, source=data,
                         tokenizer_json=saved_meta and saved_meta["tokenizer"])  # fmt: skip
     tok, splits = prep.tokenizer, prep.splits
+    config = sized_for_data(config, len(splits.train))  # stored in the checkpoint as resolved
+    model_cfg = model_config_from(config.model)
+    if saved_meta and model_config_from(saved_meta["config"]["model"]) != model_cfg:
+        raise ValueError(f"{workdir}: its checkpoint has another model config; use a new workdir")
     vocab, seq_len = tok.vocab_size, tok.seq_len
     tx = make_optimizer(tcfg.optimizer, tcfg.num_steps)
     windows = head_windows(config, tok.legal_mask())

@@ -236,6 +236,16 @@ def test_default_preset_stops_at_its_best_and_paper_runs_its_steps():
         assert default.time_budget_s == paper.time_budget_s == 0  # no machine-dependent length
 
 
+def test_small_tables_get_the_small_model():
+    config = configs.get_config("rnn")
+    small = configs.sized_for_data(config, 1_000)
+    assert small.model.hidden == 128 and config.model.hidden == 256  # the input is not changed
+    assert configs.sized_for_data(small, 1_000).to_dict() == small.to_dict()  # idempotent
+    assert configs.sized_for_data(config, config.small_table_rows) is config
+    paper = configs.get_config("rnn", "paper")
+    assert configs.sized_for_data(paper, 10) is paper
+
+
 def test_too_few_rows_names_the_file(tmp_path):
     one_row = _write_flows(tmp_path / "one.csv", 1)
     config = _tiny("wavenet")

@@ -33,6 +33,7 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
             "bf16": False,
         }
     )
+    config.small_model.hidden = 128  # under config.small_table_rows training rows
     if preset == "paper":
         common.paper_settings(config)
         config.model.update(cell="tanh", embed_dim=64, hidden=128, num_layers=1)
