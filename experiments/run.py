@@ -57,7 +57,7 @@ def main(argv):
         seed=FLAGS.seed, report_dir=workdir / "report",
     )  # fmt: skip
     files.write_atomic(workdir / "synthetic.csv", result.synthetic.to_csv(index=False))
-    table.write_sidecar(workdir / "synthetic.csv", result.schema)
+    table.write_sidecar(workdir / "synthetic.csv", result.schema, result.tokens)
     report = result.reports[FLAGS.num_flows]
     print(report.to_markdown())
     print(pipeline.markdown_table([pipeline.summary_row(result)]))

@@ -2,7 +2,9 @@
 
 `NumericCodec` bins a number (quantile or equal-width edges, special tokens for NaN,
 +-Infinity and zero) and decodes a token inside its bin from a small per-bin quantile
-sketch; `CategoricalCodec` keeps the frequent values exactly and lumps the rare ones into
+sketch; a two-level number adds a `FineCodec` token right after it (which of the bin's
+sketch intervals the value is in, so the model, not a row-blind draw, chooses where in
+the bin it lies); `CategoricalCodec` keeps the frequent values exactly and lumps the rare ones into
 an 'other' token that decodes to one of them. `flowjax.tokenizer` lays the codecs of a
 table side by side into one vocabulary. Pure numpy/pandas; state is plain JSON.
 """
@@ -16,6 +18,8 @@ import numpy as np
 import pandas as pd
 
 SKETCH_POINTS = 9  # quantiles stored per bin: 0, 1/8, ..., 1
+FINE_BINS = SKETCH_POINTS - 1  # a two-level number's second token: one of its bin's 8 intervals
+FINE_SUFFIX = "\u00b7fine"  # the sentence name of a two-level column's second token
 MAX_OTHER_VALUES = 1024  # rare values kept behind a column's 'other' token
 SPECIALS = ("nan", "posinf", "neginf", "zero")
 
@@ -48,7 +52,16 @@ class NumericCodec:
                                  "was fitted on had none")  # fmt: skip
         return tok
 
-    def decode(self, tok: np.ndarray, u: np.ndarray, *, midpoint: bool) -> np.ndarray:
+    def bins(self, v: np.ndarray) -> np.ndarray:
+        """The bin index of each value (specials: whatever bin they sort into)."""
+        k = len(self.edges) - 1
+        return np.clip(np.searchsorted(self.edges[1:k], v, side="right"), 0, k - 1)
+
+    def decode(
+        self, tok: np.ndarray, u: np.ndarray, *, midpoint: bool, fine: np.ndarray | None = None
+    ) -> np.ndarray:
+        """Values of tokens: inside the bin by the sketch at `u`, or within the sketch
+        interval `fine` (int, 0..FINE_BINS-1, a two-level column's second token) at `u`."""
         local = tok - self.offset - len(self.specials)
         k = len(self.edges) - 1
         b = np.clip(local, 0, k - 1)
@@ -58,7 +71,7 @@ class NumericCodec:
         elif midpoint:
             v = (lo + hi) / 2
         else:  # piecewise-linear inverse CDF through the bin's sketch
-            pos = u * (SKETCH_POINTS - 1)
+            pos = u * (SKETCH_POINTS - 1) if fine is None else np.clip(fine, 0, FINE_BINS - 1) + u
             i = np.minimum(pos.astype(np.int64), SKETCH_POINTS - 2)
             frac = pos - i
             v = self.sketch[b, i] + (self.sketch[b, i + 1] - self.sketch[b, i]) * frac
@@ -81,6 +94,34 @@ class NumericCodec:
             "edges": self.edges.tolist(), "sketch": self.sketch.tolist(),
             "specials": list(self.specials), "offset": self.offset, "exact": self.exact,
         }  # fmt: skip
+
+
+@dataclasses.dataclass
+class FineCodec:
+    """The second token of a two-level number: which of its coarse bin's FINE_BINS sketch
+    intervals (equal shares of the bin's training values) the value lies in."""
+
+    name: str  # parent + FINE_SUFFIX
+    parent: str  # the numeric column it refines (the codec just before it)
+    offset: int
+
+    @property
+    def size(self) -> int:
+        return FINE_BINS
+
+    def encode(self, parent: NumericCodec, v: np.ndarray) -> np.ndarray:
+        """Tokens for values `v` of the parent column (0 for special values and exact bins)."""
+        b = parent.bins(v)
+        inner = parent.sketch[b, 1:-1]  # [N, FINE_BINS - 1] interior interval edges
+        with np.errstate(invalid="ignore"):
+            f = np.sum(inner <= v[:, None], axis=1)
+        special = np.zeros(v.shape, bool)
+        for name in parent.specials:
+            special |= special_mask(name, v)
+        return self.offset + np.where(special | ~np.isfinite(v), 0, f)
+
+    def to_dict(self) -> dict:
+        return {"type": "fine", **dataclasses.asdict(self)}
 
 
 @dataclasses.dataclass

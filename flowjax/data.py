@@ -159,7 +159,8 @@ def encode_table(
                                    seed=dc.split_seed)  # fmt: skip
         if tokenizer_json is None:
             tc = config.tokenizer
-            tok = FlowTokenizer(mode=tc.mode, n_bins=tc.n_bins, exact_integers=tc.exact_integers)
+            tok = FlowTokenizer(mode=tc.mode, n_bins=tc.n_bins, exact_integers=tc.exact_integers,
+                                two_level=tc.get("two_level", False))  # fmt: skip
             tok.fit(frame.iloc[tr], schema, vocabulary=frame)
         else:
             tok = FlowTokenizer.from_json(tokenizer_json)

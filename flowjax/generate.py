@@ -550,7 +550,7 @@ def generate_to_files(
                           strategy=strategy, condition=condition,
                           class_balance=class_balance)  # fmt: skip
     if tok.schema is not None:
-        table.write_sidecar(out, tok.schema)
+        table.write_sidecar(out, tok.schema, tok.token_kinds())
     bar = tqdm.tqdm(total=n, initial=n - todo, unit="rows", unit_scale=True,
                     disable=not progress or not parallel.is_main_process())  # fmt: skip
     with bar:

@@ -49,6 +49,7 @@ class ModelResult:
     reports: dict  # number of synthetic flows -> EvalReport
     synthetic: pd.DataFrame  # the generated table, every output column
     schema: object = None  # the tokenizer's schema (flowjax.schema.Schema)
+    tokens: dict | None = None  # how each modelled column is tokenized (`token_kinds`)
 
 
 def scored_columns(tok: FlowTokenizer) -> tuple[list[str], tuple[str, ...], str | None]:
@@ -167,7 +168,7 @@ def run_model(
     logging.info("%s: train %.1f s, generate %.1f s, evaluate %.1f s",
                  config.model.name, *seconds.values())  # fmt: skip
     return ModelResult(config.model.name, metrics, seconds, reports, synthetic,
-                       gen.tokenizer.schema)  # fmt: skip
+                       gen.tokenizer.schema, gen.tokenizer.token_kinds())  # fmt: skip
 
 
 def summary_row(result: ModelResult) -> dict:

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import os
+from collections.abc import Mapping
 from pathlib import Path
 
 import numpy as np
@@ -77,8 +78,9 @@ def empty(schema: Schema) -> pd.DataFrame:
     })  # fmt: skip
 
 
-def describe(schema: Schema) -> dict:
-    """The sidecar: how each input column is produced, and the relations with their support."""
+def describe(schema: Schema, tokens: Mapping[str, str] | None = None) -> dict:
+    """The sidecar: how each input column is produced (and, given the tokenizer's
+    `token_kinds`, how each modelled column is tokenized), and the relations."""
     fills = dict(schema.fills)
     derived = {d.target: d.describe() for d in schema.relations.derived}
     columns = []
@@ -88,6 +90,8 @@ def describe(schema: Schema) -> dict:
             entry.update(how="computed", relation=derived[col])
         elif col in schema.sentence_columns:
             entry.update(how="modelled")
+            if tokens and col in tokens:
+                entry.update(tokens=tokens[col])
         else:
             entry.update(fills[col])
         columns.append(entry)
@@ -104,6 +108,9 @@ def sidecar_path(out: str | os.PathLike) -> Path:
     return out.with_name(out.name + ".schema.json")
 
 
-def write_sidecar(out: str | os.PathLike, schema: Schema) -> Path:
+def write_sidecar(
+    out: str | os.PathLike, schema: Schema, tokens: Mapping[str, str] | None = None
+) -> Path:
     """Writes `<out>.schema.json` atomically; returns its path."""
-    return write_atomic(sidecar_path(out), json.dumps(describe(schema), indent=1, default=str))
+    text = json.dumps(describe(schema, tokens), indent=1, default=str)
+    return write_atomic(sidecar_path(out), text)

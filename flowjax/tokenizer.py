@@ -23,10 +23,12 @@ import numpy as np
 import pandas as pd
 
 from flowjax.codecs import (
+    FINE_SUFFIX,
     MAX_OTHER_VALUES,
     SKETCH_POINTS,
     SPECIALS,
     CategoricalCodec,
+    FineCodec,
     NumericCodec,
     bin_sketch,
     edges_of,
@@ -38,6 +40,7 @@ from flowjax.codecs import (
 from flowjax.schema import NUMERIC_KINDS, Schema
 
 START = 0
+TWO_LEVEL_FACTOR = 4  # two-level columns have more distinct values than this x n_bins
 
 
 class FlowTokenizer:
@@ -56,6 +59,9 @@ class FlowTokenizer:
         quantiles) or 'midpoint'.
       exact_integers: integer columns with at most this many distinct values in the
         whole table get one token per value, decoded exactly (0: off, the default).
+      two_level: numeric columns (per_column mode) with more than `TWO_LEVEL_FACTOR` x
+        n_bins distinct values get a second token after their bin: which of the bin's
+        FINE_BINS sketch intervals the value is in (`two_level_columns` lists them).
     """
 
     def __init__(
@@ -69,6 +75,7 @@ class FlowTokenizer:
         include_label: bool = False,
         decode_values: str = "sketch",
         exact_integers: int = 0,
+        two_level: bool = False,
     ):
         if mode not in ("per_column", "paper"):
             raise ValueError(f"mode must be 'per_column' or 'paper', got {mode!r}")
@@ -80,7 +87,8 @@ class FlowTokenizer:
         self.max_categories, self.label_first = max_categories, label_first
         self.include_label, self.decode_values = include_label, decode_values
         self.exact_integers = exact_integers
-        self.codecs: list[NumericCodec | CategoricalCodec] = []
+        self.two_level = two_level
+        self.codecs: list[NumericCodec | CategoricalCodec | FineCodec] = []
         self.schema: Schema | None = None
 
     # ----------------------------------------------------------------- fitting
@@ -148,7 +156,37 @@ class FlowTokenizer:
                 codec = self._fit_categorical(col, frame[col], vocabulary[col], schema, offset)
             offset += codec.size
             self.codecs.append(codec)
+            if self._is_two_level(codec, vocabulary[col]):
+                self.codecs.append(FineCodec(col + FINE_SUFFIX, col, offset))
+                offset += self.codecs[-1].size
         return self
+
+    def _is_two_level(self, codec, whole: pd.Series) -> bool:
+        if not (self.two_level and isinstance(codec, NumericCodec)) or codec.exact:
+            return False
+        values = pd.to_numeric(whole, errors="coerce").to_numpy(np.float64)
+        return np.unique(values[np.isfinite(values)]).size > TWO_LEVEL_FACTOR * self.n_bins
+
+    def token_kinds(self) -> dict[str, str]:
+        """How each sentence column is tokenized, in words (for the output's sidecar)."""
+        kinds = {}
+        for codec in self.codecs:
+            if isinstance(codec, FineCodec):
+                kinds[codec.parent] += f", then one of {codec.size} intervals inside the bin"
+            elif isinstance(codec, CategoricalCodec):
+                kinds[codec.name] = f"{len(codec.values)} exact values" + (
+                    " + 'other'" if codec.has_other else ""
+                )
+            elif codec.exact:
+                kinds[codec.name] = f"{len(codec.edges) - 1} exact values"
+            else:
+                kinds[codec.name] = f"{len(codec.edges) - 1} bins"
+        return kinds
+
+    @property
+    def two_level_columns(self) -> tuple[str, ...]:
+        """The columns modelled as two tokens (a bin, then an interval inside it)."""
+        return tuple(c.parent for c in self.codecs if isinstance(c, FineCodec))
 
     def _fit_numeric(
         self, col: str, v: np.ndarray, whole: np.ndarray, schema: Schema, offset: int
@@ -210,13 +248,17 @@ class FlowTokenizer:
     def encode(self, frame: pd.DataFrame) -> np.ndarray:
         """Encodes a table into sentences int32[N, 1 + F] (column 0 is the start symbol)."""
         self._check_fitted()
-        missing = [c for c in self.columns if c not in frame.columns]
+        needed = [c.name for c in self.codecs if not isinstance(c, FineCodec)]
+        missing = [c for c in needed if c not in frame.columns]
         if missing:
             raise ValueError(f"the table lacks columns {missing} that the tokenizer was fitted on")
         out = np.empty((len(frame), self.seq_len), dtype=np.int32)
         out[:, 0] = START
         for j, codec in enumerate(self.codecs):
-            if isinstance(codec, NumericCodec):
+            if isinstance(codec, FineCodec):
+                v = pd.to_numeric(frame[codec.parent], errors="coerce").to_numpy(np.float64)
+                out[:, j + 1] = codec.encode(self.codecs[j - 1], v)
+            elif isinstance(codec, NumericCodec):
                 v = pd.to_numeric(frame[codec.name], errors="coerce").to_numpy(np.float64)
                 if self.mode == "paper" and not np.isfinite(v).all():
                     _check_finite_for_paper(frame, [codec.name])
@@ -256,7 +298,13 @@ class FlowTokenizer:
         u = row_uniforms(seed, row_offset, body.shape)
         data = {}
         for j, codec in enumerate(self.codecs):
-            values = codec.decode(body[:, j].astype(np.int64), u[:, j], midpoint=midpoint)
+            if isinstance(codec, FineCodec):
+                continue  # read with its parent column
+            refined = j + 1 < len(self.codecs) and isinstance(self.codecs[j + 1], FineCodec)
+            fine = body[:, j + 1] - self.codecs[j + 1].offset if refined else None
+            kwargs = {"fine": fine} if refined else {}
+            values = codec.decode(body[:, j].astype(np.int64), u[:, j], midpoint=midpoint,
+                                  **kwargs)  # fmt: skip
             data[codec.name] = to_column(codec, values)
         return pd.DataFrame(data)
 
@@ -277,9 +325,10 @@ class FlowTokenizer:
         out = np.full(self.seq_len, -1, dtype=np.int32)
         out[0] = START
         for col, value in conditions.items():
-            if col not in self.columns:
+            if col not in self.columns or col.endswith(FINE_SUFFIX):
+                known = [c for c in self.columns if not c.endswith(FINE_SUFFIX)]
                 raise ValueError(f"cannot condition on {col!r}: not a sentence column "
-                                 f"{list(self.columns)}")  # fmt: skip
+                                 f"{known}")  # fmt: skip
             j = self.columns.index(col)
             codec = self.codecs[j]
             try:
@@ -317,7 +366,7 @@ class FlowTokenizer:
                 "mode": self.mode, "n_bins": self.n_bins, "binning": self.binning,
                 "max_categories": self.max_categories, "label_first": self.label_first,
                 "include_label": self.include_label, "decode_values": self.decode_values,
-                "exact_integers": self.exact_integers,
+                "exact_integers": self.exact_integers, "two_level": self.two_level,
                 "schema": self.schema.to_dict() if self.schema else None,
                 "codecs": [c.to_dict() for c in self.codecs],
             },
@@ -331,7 +380,8 @@ class FlowTokenizer:
         tok = cls(mode=d["mode"], n_bins=d["n_bins"], binning=d["binning"],
                   max_categories=d["max_categories"], label_first=d["label_first"],
                   include_label=d["include_label"], decode_values=d["decode_values"],
-                  exact_integers=d.get("exact_integers", 0))  # fmt: skip
+                  exact_integers=d.get("exact_integers", 0),
+                  two_level=d.get("two_level", False))  # fmt: skip
         tok.schema = Schema.from_dict(d["schema"]) if d["schema"] else None
         for c in d["codecs"]:
             if c["type"] == "numeric":
@@ -339,6 +389,8 @@ class FlowTokenizer:
                                                np.asarray(c["sketch"]).reshape(-1, SKETCH_POINTS),
                                                tuple(c["specials"]), c["offset"],
                                                c.get("exact", False)))  # fmt: skip
+            elif c["type"] == "fine":
+                tok.codecs.append(FineCodec(c["name"], c["parent"], c["offset"]))
             else:
                 c = {k: v for k, v in c.items() if k != "type"}
                 tok.codecs.append(CategoricalCodec(**c))

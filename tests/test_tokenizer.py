@@ -240,3 +240,31 @@ def test_exact_integer_tokens_round_trip_exactly(decode_values):
     again = FlowTokenizer.from_json(tok.to_json())
     pd.testing.assert_frame_equal(again.decode(again.encode(frame), seed=5), decoded)
     assert FlowTokenizer().fit(frame, schema).codecs[1].size < 101  # off by default
+
+
+def test_two_level_tokens_decode_inside_their_fine_interval():
+    frame, schema = table(4000, seed=3)
+    tok = FlowTokenizer(two_level=True).fit(frame, schema)
+    # Only the numeric columns with more than 4 x 49 distinct values get the second token.
+    assert set(tok.two_level_columns) == {"Flow Duration", "Flow Bytes/s", "Total Fwd Packets"}
+    tokens = tok.encode(frame)
+    assert tokens.shape[1] == 1 + frame.shape[1] + 3
+    assert tok.legal_mask()[np.arange(tok.seq_len), tokens].all()
+    decoded = tok.decode(tokens, seed=1)
+    assert sorted(decoded.columns) == sorted(tok.schema.sentence_columns)  # no pseudo-columns
+    for col in ("Flow Duration", "Flow Bytes/s"):  # continuous: no rounding to integers
+        j = tok.columns.index(col)
+        codec, fine = tok.codecs[j], tok.codecs[j + 1]
+        v, out = frame[col].to_numpy(np.float64), decoded[col].to_numpy(np.float64)
+        regular = np.isfinite(v) & (v != 0)
+        b, f = bin_of(codec, v[regular]), tokens[regular, j + 2] - fine.offset
+        lo, hi = codec.sketch[b, f], codec.sketch[b, f + 1]
+        assert np.all((out[regular] >= lo) & (out[regular] <= hi))  # inside the fine interval
+        assert np.all((v[regular] >= lo) & (v[regular] <= hi))  # as the real value was
+        assert len(np.unique(f)) == fine.size  # every interval is used
+        np.testing.assert_array_equal(np.isnan(out), np.isnan(v))  # specials stay exact
+    again = FlowTokenizer.from_json(tok.to_json())
+    np.testing.assert_array_equal(again.encode(frame), tokens)
+    pd.testing.assert_frame_equal(again.decode(tokens, seed=1), decoded)
+    with pytest.raises(ValueError, match="not a sentence column"):
+        tok.condition_tokens({"Flow Duration\u00b7fine": 3})

@@ -7,7 +7,8 @@ families fill `model` and override the rest per preset):
   frozen dataclass through `flowjax.models.model_config_from`.
 - `tokenizer`: `mode` ('per_column' or the study's pooled 'paper' alphabet), `n_bins`,
   `exact_integers` (integer columns with at most this many values get one token per
-  value; 0: off).
+  value; 0: off), `two_level` (numeric columns with many distinct values get a second
+  token: the interval inside their bin; off by default, see docs/results.md).
 - `data`: `label` column (empty: auto), `fraction` of the flows used,
   `nonfinite` ('token', 'drop' or 'clip'; paper mode has no NaN/Infinity
   symbol), `derive` (compute the columns that are exact functions of others
@@ -75,7 +76,7 @@ def base_config() -> ml_collections.ConfigDict:
     config = ml_collections.ConfigDict()
     config.model = ml_collections.ConfigDict()
     config.tokenizer = ml_collections.ConfigDict(
-        {"mode": "per_column", "n_bins": 49, "exact_integers": 0}
+        {"mode": "per_column", "n_bins": 49, "exact_integers": 0, "two_level": False}
     )
     config.data = ml_collections.ConfigDict(
         {
