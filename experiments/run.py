@@ -7,7 +7,7 @@ Writes <workdir>/synthetic.csv (the input's columns, order and dtypes; how each 
 produced in synthetic.csv.schema.json), <workdir>/report/{report.md,report.json,*.png} and the
 checkpoints under <workdir>/model; prints the headline table. Training stops at the first of:
 the 3-minute budget (`--time_budget`), 5 evaluations without improvement, or the preset's
-step count; generation uses the step of lowest validation loss. About 5 minutes on a 2-core
+step count; generation uses the step of lowest validation loss. About 3-4 minutes on a 2-core
 CPU with the defaults.
 """
 
