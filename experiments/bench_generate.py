@@ -139,6 +139,12 @@ def draw_ms(batch: int = 4096, width: int = 49, steps: int = 67) -> dict[str, fl
     return out
 
 
+def _model(config, tok, windows):
+    """The preset's model with fresh weights (seed 0), full head or column head over `windows`."""
+    return models.build_model(models.model_config_from(config.model), vocab_size=tok.vocab_size,
+                              seq_len=tok.seq_len, rngs=nnx.Rngs(0), windows=windows)  # fmt: skip
+
+
 def main(argv):
     del argv
     rate = matmul_flops_per_s()
@@ -155,19 +161,13 @@ def main(argv):
             tok = tokenizers[mode]
             tables = sampling.make_tables(tok.legal_mask())
             heads = [h for h in FLAGS.heads if h == "full" or mode == "per_column"]
-            study = full_best = None
+            study = study_rows_per_s(*nnx.split(_model(config, tok, None), nnx.Param, ...),
+                                     tok.seq_len, tok.vocab_size, FLAGS.study_rows)  # fmt: skip
+            full_best = None
             for head in heads:
                 windows = models.column_windows(tok.legal_mask()) if head == "column" else None
-                model = models.build_model(models.model_config_from(config.model),
-                                           vocab_size=tok.vocab_size, seq_len=tok.seq_len,
-                                           rngs=nnx.Rngs(0), windows=windows)  # fmt: skip
+                model = _model(config, tok, windows)
                 g, p, r = nnx.split(model, nnx.Param, ...)
-                if study is None:
-                    full = models.build_model(models.model_config_from(config.model),
-                                              vocab_size=tok.vocab_size, seq_len=tok.seq_len,
-                                              rngs=nnx.Rngs(0))  # fmt: skip
-                    study = study_rows_per_s(*nnx.split(full, nnx.Param, ...), tok.seq_len,
-                                             tok.vocab_size, FLAGS.study_rows)  # fmt: skip
                 flops = decode_flops_per_row(g, p, r, tok.seq_len - 1)
                 row = {
                     "family": family, "preset": preset, "head": head, "vocab": tok.vocab_size,
