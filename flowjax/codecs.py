@@ -41,9 +41,7 @@ class NumericCodec:
         return len(self.specials) + len(self.edges) - 1
 
     def encode(self, v: np.ndarray) -> np.ndarray:
-        k = len(self.edges) - 1
-        bins = np.searchsorted(self.edges[1:k], v, side="right")  # NaN sorts last; fixed below
-        tok = self.offset + len(self.specials) + np.clip(bins, 0, k - 1)
+        tok = self.offset + len(self.specials) + self.bins(v)  # NaN sorts last; fixed below
         for i, special in enumerate(self.specials):
             tok = np.where(special_mask(special, v), self.offset + i, tok)
         for special, name in (("nan", "NaN"), ("posinf", "+Infinity"), ("neginf", "-Infinity")):
