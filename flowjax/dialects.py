@@ -194,8 +194,41 @@ _ARGUS = {
     "SrcBytes": "src_bytes",
 }
 
+# Zeek `conn.log` (`flowjax.zeek`) -> canonical key. `orig` is the side that opened the
+# connection, as `fwd` is in CICFlowMeter; `*_ip_bytes` count IP headers too, unlike
+# `orig_bytes`/`resp_bytes` (payload). IoT-23 appends `label` and `detailed-label`.
+_ZEEK = {
+    "ts": "timestamp",
+    "uid": "flow_id",
+    "id.orig_h": "src_ip",
+    "id.orig_p": "src_port",
+    "id.resp_h": "dst_ip",
+    "id.resp_p": "dst_port",
+    "proto": "protocol",
+    "service": "service",
+    "duration": "flow_duration",
+    "orig_bytes": "src_bytes",
+    "resp_bytes": "dst_bytes",
+    "conn_state": "conn_state",
+    "missed_bytes": "missed_bytes",
+    "history": "history",
+    "orig_pkts": "tot_fwd_pkts",
+    "orig_ip_bytes": "src_ip_bytes",
+    "resp_pkts": "tot_bwd_pkts",
+    "resp_ip_bytes": "dst_ip_bytes",
+    "label": "label",
+    "detailed-label": "label",
+}
+# Zeek names that no other dialect uses: what `detect_dialect` looks for.
+_ZEEK_ONLY = frozenset(_ZEEK) - {"ts", "proto", "service", "duration", "label"}
+
 # The Python cicflowmeter names are canonical already.
-CANONICAL = frozenset(_JAVA.values()) | frozenset(_NETFLOW.values()) | frozenset(_ARGUS.values())
+CANONICAL = (
+    frozenset(_JAVA.values())
+    | frozenset(_NETFLOW.values())
+    | frozenset(_ARGUS.values())
+    | frozenset(_ZEEK.values())
+)
 
 # Names of row-index columns that exports and notebooks add ('Unnamed: 0' is pandas' name
 # for an unnamed first column).
@@ -224,9 +257,11 @@ FLAG_KEYS = frozenset(
         "cwr_flag_count",
     }
 )
-CATEGORICAL_KEYS = PORT_KEYS | FLAG_KEYS | {"protocol", "label"}
+# Zeek's text fields: the application protocol, the end state and the packet history.
+ZEEK_TEXT_KEYS = frozenset({"service", "conn_state", "history"})
+CATEGORICAL_KEYS = PORT_KEYS | FLAG_KEYS | ZEEK_TEXT_KEYS | {"protocol", "label"}
 # Keys whose values are text even when they look numeric elsewhere.
-TEXT_KEYS = IP_KEYS | TIME_KEYS | ID_KEYS | {"label", "protocol", "tcp_flags"}
+TEXT_KEYS = IP_KEYS | TIME_KEYS | ID_KEYS | ZEEK_TEXT_KEYS | {"label", "protocol", "tcp_flags"}
 # Durations and counts: never negative in a well-formed flow (validity rules, loader notes).
 DURATION_KEYS = tuple(
     ["flow_duration", "fwd_iat_tot", "bwd_iat_tot"]
@@ -236,7 +271,8 @@ DURATION_KEYS = tuple(
 COUNT_KEYS = tuple(
     ["tot_fwd_pkts", "tot_bwd_pkts", "totlen_fwd_pkts", "totlen_bwd_pkts", "fwd_header_len",
      "bwd_header_len", "pkt_len_var", "down_up_ratio", "pkt_size_avg", "fwd_seg_size_avg",
-     "bwd_seg_size_avg", "fwd_act_data_pkts", "fwd_seg_size_min", "bytes", "packets"]
+     "bwd_seg_size_avg", "fwd_act_data_pkts", "fwd_seg_size_min", "bytes", "packets",
+     "src_bytes", "dst_bytes", "src_ip_bytes", "dst_ip_bytes", "missed_bytes"]
     + [f"{d}_{s}" for d in ("fwd_pkt_len", "bwd_pkt_len", "pkt_len")
        for s in ("min", "mean", "max", "std")]
     + [f"subflow_{d}_{u}" for d in ("fwd", "bwd") for u in ("pkts", "byts")]
@@ -252,6 +288,7 @@ def _fold(name: str) -> str:
 _LOOKUP = {_fold(k): v for k, v in _JAVA.items()}
 _LOOKUP.update({_fold(k): v for k, v in _NETFLOW.items()})
 _LOOKUP.update({_fold(k): v for k, v in _ARGUS.items()})
+_LOOKUP.update({_fold(k): v for k, v in _ZEEK.items()})
 _LOOKUP.update({_fold(k): k for k in CANONICAL})
 
 
@@ -277,14 +314,16 @@ def canonical_columns(columns) -> dict[str, str]:
 
 
 def detect_dialect(columns) -> str:
-    """Names the dialect of a header: 'cic-java', 'cicflowmeter-python', 'netflow', 'argus'
-    or 'unknown'."""
+    """Names the dialect of a header: 'cic-java', 'cicflowmeter-python', 'zeek', 'netflow',
+    'argus' or 'unknown'."""
     names = [str(c).strip() for c in columns]
     if any(n in _JAVA and n != "Label" for n in names):
         return "cic-java"
-    snake = {k for k in CANONICAL if "_" in k}
+    snake = {k for k in CANONICAL - ZEEK_TEXT_KEYS if "_" in k}
     if sum(n in snake for n in names) >= 5:
         return "cicflowmeter-python"
+    if sum(n in _ZEEK_ONLY for n in names) >= 3:
+        return "zeek"
     if sum(_fold(n) in {_fold(k) for k in _NETFLOW} for n in names) >= 3:
         return "netflow"
     if sum(n in _ARGUS for n in names) >= 3:
