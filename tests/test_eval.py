@@ -65,7 +65,8 @@ def test_report_is_json_safe_and_complete(same_distribution):
     report, _ = same_distribution
     d = json.loads(json.dumps(report.to_dict(), allow_nan=False))
     assert set(d["sections"]) == {
-        "fidelity", "detection", "coverage", "inliers", "utility", "privacy", "validity"
+        "fidelity", "detection", "coverage", "inliers", "utility", "privacy", "validity",
+        "network",  # the tables have a protocol column
     }  # fmt: skip
     assert d["columns"]["label"] == "Label"
     assert set(d["columns"]["categorical"]) == {"proto", "Label"}

@@ -19,11 +19,13 @@ import tqdm
 from absl import logging
 from threadpoolctl import threadpool_limits  # a dependency of scikit-learn
 
-from flowjax.eval import coverage, detection, fidelity, inliers, privacy, utility, validity
+from flowjax.eval import coverage, detection, fidelity, inliers, network, privacy, utility, validity
 from flowjax.eval.features import Encoder, Tables, infer_columns, nonfinite_counts, subsample
 from flowjax.eval.report import EvalReport, Section
 
-SECTIONS = ("fidelity", "detection", "coverage", "inliers", "utility", "privacy", "validity")
+SECTIONS = (
+    "fidelity", "detection", "coverage", "inliers", "utility", "privacy", "validity", "network"
+)  # fmt: skip
 
 
 def _check_table(name: str, frame) -> None:
@@ -167,6 +169,7 @@ def evaluate(
         "utility": lambda: utility.utility(tables, max_rows=max_fit_rows),
         "privacy": lambda: privacy.privacy(tables),
         "validity": lambda: validity.validity(synthetic, holdout),
+        "network": lambda: network.network(tables, max_windows=max_fit_rows // 2),
     }
     results: dict[str, Section] = {}
     todo = [name for name in SECTIONS if name in sections]
@@ -175,8 +178,10 @@ def evaluate(
     with threadpool_limits(limits=threads), bar:
         for name in bar:
             bar.set_postfix_str(name)
-            results[name] = runners[name]()
-            logging.info("eval %s: %.1f s", name, results[name].seconds)
+            section = runners[name]()
+            if section is not None:  # network: None when the tables have no network column
+                results[name] = section
+                logging.info("eval %s: %.1f s", name, section.seconds)
     report = EvalReport(
         n_rows={k: len(v) for k, v in full.items()},
         columns={
