@@ -1,9 +1,5 @@
 """Tests of flowjax.eval.network on flow tables whose right answer is known."""
 
-import importlib.util
-import sys
-import types
-
 import numpy as np
 import pandas as pd
 import pytest
@@ -12,15 +8,6 @@ from threadpoolctl import threadpool_limits
 
 from flowjax.eval import evaluate
 from flowjax.eval.network import heavy_hitters, jsd, network_view, trace_auc
-
-
-def _prefix(values: pd.Series, bits: int = 24) -> pd.Series:
-    """Stand-in for flowjax.addresses.prefix on dotted IPv4 /24 until that module lands."""
-    return values.astype(str).str.rsplit(".", n=1).str[0] + f".0/{bits}"
-
-
-if importlib.util.find_spec("flowjax.addresses") is None:  # TODO(network): drop when it lands
-    sys.modules["flowjax.addresses"] = types.SimpleNamespace(prefix=_prefix)
 
 PORTS = np.array([80, 443, 53, 22, 25])
 

@@ -27,7 +27,7 @@ from sklearn.ensemble import HistGradientBoostingClassifier
 from sklearn.metrics import roc_auc_score
 from sklearn.model_selection import StratifiedKFold, cross_val_predict
 
-from flowjax import dialects, timefmt
+from flowjax import addresses, dialects, timefmt
 from flowjax.eval.features import Tables, category_strings, subsample
 from flowjax.eval.report import Row, Section
 
@@ -204,7 +204,6 @@ def _amounts(train: pd.DataFrame, other: pd.DataFrame) -> list[Metric]:
 
 
 def _hitters(train: pd.DataFrame, other: pd.DataFrame, k: int) -> list[Metric]:
-    from flowjax import addresses  # TODO(network): top-level once flowjax.addresses lands
 
     pairs = []
     for key in (k for k in ("src_ip", "dst_ip") if k in train):
