@@ -39,6 +39,8 @@ flags.DEFINE_bool(
     "CSV only: prefix text cells that start with = + - @ with ' so that a spreadsheet shows "
     "them instead of running them (OWASP CSV injection)",
 )  # fmt: skip
+flags.DEFINE_integer("flows_per_stream", None, "trace-mode models: flows per generated "
+                     "stream (default 512); --batch_size counts streams")  # fmt: skip
 flags.DEFINE_bool("verbose", False, "also show orbax's INFO logs")
 flags.mark_flags_as_required(["workdir", "out"])
 flags.register_validator("batch_size", lambda n: n >= 1, "--batch_size must be >= 1")
@@ -65,6 +67,7 @@ def main(argv):
         strategy=strategy,
         shard_rows=FLAGS.shard_rows,
         csv_safe=FLAGS.csv_safe,
+        flows_per_stream=FLAGS.flows_per_stream,
     )
     logging.info("wrote %d flows to %s", FLAGS.num_flows, path)
 

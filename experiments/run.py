@@ -32,6 +32,8 @@ flags.DEFINE_integer("patience", None, "stop after this many evaluations without
                      "(0: off; default: the preset's)")  # fmt: skip
 flags.DEFINE_integer("num_flows", 10_000, "synthetic flows to generate and evaluate")
 flags.DEFINE_integer("seed", 0, "generation and evaluation seed")
+flags.DEFINE_bool("trace", False, "trace mode: model the flows as a stream in time order "
+                  "(config.data.trace; flowjax.traces)")  # fmt: skip
 flags.DEFINE_bool("verbose", False, "also show orbax's INFO logs (each checkpoint save's steps)")
 FLAGS = flags.FLAGS
 
@@ -51,6 +53,7 @@ def main(argv):
         config.keep_best = FLAGS.keep_best
     if FLAGS.patience is not None:
         config.early_stopping_patience = FLAGS.patience
+    config.data.trace.enabled = FLAGS.trace
     workdir = Path(FLAGS.workdir)
     result = pipeline.run_model(
         config, data=FLAGS.data, workdir=workdir / "model", num_flows=(FLAGS.num_flows,),

@@ -28,7 +28,7 @@ import orbax.checkpoint as ocp
 from absl import logging
 from flax import nnx
 
-from flowjax import parallel
+from flowjax import parallel, traces
 from flowjax.models import build_model, head_windows, model_config_from
 from flowjax.schema import Schema
 from flowjax.tokenizer import FlowTokenizer
@@ -266,6 +266,7 @@ def _read_bundle(manager: ocp.CheckpointManager, step: int, *, mesh: jax.shardin
             seq_len=meta["seq_len"],
             rngs=nnx.Rngs(0),
             windows=head_windows(meta["config"], tokenizer.legal_mask()),
+            context=traces.model_context(meta["config"], meta["seq_len"]),
         )
     )
     graphdef, params, rest = nnx.split(abstract_model, nnx.Param, ...)

@@ -20,6 +20,7 @@ import ml_collections
 import numpy as np
 import pandas as pd
 
+from flowjax import traces
 from flowjax.io import BadValuePolicy, load_flows
 from flowjax.schema import Schema
 from flowjax.tokenizer import FlowTokenizer
@@ -27,7 +28,11 @@ from flowjax.tokenizer import FlowTokenizer
 
 @dataclasses.dataclass(frozen=True)
 class Splits:
-    """Train/validation/test sentences, each int32[n, 1 + F], and the row indices they came from."""
+    """Train/validation/test sentences, each int32[n, 1 + F], and the row indices they came from.
+
+    In trace mode a row is a window of consecutive flows, int32[n, window_flows * (1 + F)],
+    and the indices are those of the flows of a split's windows.
+    """
 
     train: np.ndarray
     val: np.ndarray
@@ -133,7 +138,7 @@ def load_table(
     if not 0 < dc.fraction <= 1:
         raise ValueError(f"config.data.fraction must be in (0, 1], got {dc.fraction}")
     flows = load_flows(data, label=dc.label or None, policy=BadValuePolicy(nonfinite=dc.nonfinite),
-                       derive=dc.derive)  # fmt: skip
+                       derive=dc.derive, identities=dc.get("identities", False))  # fmt: skip
     frame = flows.frame
     if dc.fraction < 1:
         frame = frame.sample(frac=dc.fraction, random_state=dc.split_seed).reset_index(drop=True)
@@ -153,21 +158,64 @@ def encode_table(
     A ValueError (too few rows, a value the reused tokenizer never saw) names `source`.
     """
     dc = config.data
+    trace = traces.settings(config)
+    if trace is not None:
+        return _encode_stream(config, trace, frame, schema, source=source,
+                              tokenizer_json=tokenizer_json)  # fmt: skip
     labels = frame[schema.label].to_numpy() if schema.label else None
     try:
         tr, va, te = split_indices(len(frame), labels, fractions=tuple(dc.split),
                                    seed=dc.split_seed)  # fmt: skip
-        if tokenizer_json is None:
-            tc = config.tokenizer
-            tok = FlowTokenizer(mode=tc.mode, n_bins=tc.n_bins, exact_integers=tc.exact_integers,
-                                two_level=tc.get("two_level", False))  # fmt: skip
-            tok.fit(frame.iloc[tr], schema, vocabulary=frame)
-        else:
-            tok = FlowTokenizer.from_json(tokenizer_json)
+        tok = _tokenizer(config, frame.iloc[tr], schema, frame, tokenizer_json)
         tokens = tok.encode(frame)
     except ValueError as e:
         raise ValueError(f"{source}: {e}") from e
     return Prepared(tok, schema, Splits(tokens[tr], tokens[va], tokens[te], tr, va, te), frame)
+
+
+def _tokenizer(
+    config: ml_collections.ConfigDict,
+    train: pd.DataFrame,
+    schema: Schema,
+    whole: pd.DataFrame,
+    tokenizer_json: str | None,
+) -> FlowTokenizer:
+    """The tokenizer fitted on the training rows (vocabulary: the whole table), or restored."""
+    if tokenizer_json is not None:
+        return FlowTokenizer.from_json(tokenizer_json)
+    tc = config.tokenizer
+    tok = FlowTokenizer(mode=tc.mode, n_bins=tc.n_bins, exact_integers=tc.exact_integers,
+                        two_level=tc.get("two_level", False),
+                        port_ranges=tc.get("port_ranges", False))  # fmt: skip
+    return tok.fit(train, schema, vocabulary=whole)
+
+
+def _encode_stream(
+    config: ml_collections.ConfigDict,
+    trace: traces.TraceSettings,
+    frame: pd.DataFrame,
+    schema: Schema,
+    *,
+    source: str | os.PathLike,
+    tokenizer_json: str | None,
+) -> Prepared:
+    """Trace mode: the table in stream order, cut into windows; the windows are split."""
+    dc = config.data
+    schema = traces.with_gaps(schema)
+    frame = frame.iloc[traces.stream_order(frame, schema, trace.group_by)].reset_index(drop=True)
+    try:
+        n_windows = traces.window_count(len(frame), trace.window_flows)
+        parts = split_indices(n_windows, fractions=tuple(dc.split), seed=dc.split_seed)
+        flows = np.arange(n_windows * trace.window_flows).reshape(n_windows, -1)
+        tr, va, te = (np.sort(flows[p].ravel()) for p in parts)
+        tok = _tokenizer(config, frame.iloc[tr], schema, frame, tokenizer_json)
+        if tokenizer_json is None:
+            traces.fit_starts(tok, frame, trace.group_by)
+        rows = traces.windows(traces.encode_stream(tok, frame, trace.group_by), n_windows)
+    except ValueError as e:
+        raise ValueError(f"{source}: {e}") from e
+    splits = Splits(rows[parts[0]], rows[parts[1]], rows[parts[2]], tr, va, te)
+    return Prepared(tok, schema, splits, frame)
 
 
 def prepare_data(

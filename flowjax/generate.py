@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import dataclasses
 import gzip
+import itertools
 import json
 import os
 from collections.abc import Iterator, Mapping
@@ -39,13 +40,14 @@ import pyarrow.parquet as pq
 import tqdm
 from absl import logging
 
-from flowjax import checkpoint, parallel, sampling, table
+from flowjax import checkpoint, parallel, sampling, table, traces, zeek
 from flowjax.tokenizer import FlowTokenizer, row_uniforms
 
 MANIFEST = "_manifest.json"  # "_" and "." prefixes: Parquet dataset readers skip them
 _FORMAT = "flowjax-parquet-shards-v1"
 DEFAULT_STRATEGY = sampling.Temperature()
 _ROW_GROUP = 1 << 16  # rows per Parquet row group (or CSV write)
+ZEEK_SUFFIXES = (".log", ".log.gz")  # written as Zeek logs (a model trained on one)
 
 
 @dataclasses.dataclass
@@ -59,6 +61,7 @@ class Generator:
       mesh: the one-axis 'data' mesh the chunks are sharded over.
       step: the checkpoint's training step.
       workdir: the checkpoint directory (None when built in memory).
+      trace: the run's trace settings (None in row mode).
     """
 
     graphdef: object
@@ -68,6 +71,7 @@ class Generator:
     mesh: jax.sharding.Mesh
     step: int = 0
     workdir: str | None = None
+    trace: traces.TraceSettings | None = None  # trace mode: each batch row is a stream
     _samplers: dict = dataclasses.field(default_factory=dict, repr=False)
 
     def __post_init__(self):
@@ -99,6 +103,7 @@ def load_generator(
         mesh=mesh,
         step=int(bundle.step),
         workdir=str(workdir),
+        trace=traces.settings(bundle.config),
     )
 
 
@@ -305,6 +310,7 @@ def generate(
     class_balance: str | Mapping | None = "real",
     batch_size: int = 4096,
     strategy: sampling.Strategy = DEFAULT_STRATEGY,
+    flows_per_stream: int | None = None,
 ) -> pd.DataFrame:
     """Generates n flows in memory.
 
@@ -317,30 +323,63 @@ def generate(
       class_balance: 'real' (each row's class drawn from the training shares),
         'uniform' (exactly equal counts) or {class: share} (exact counts; classes left
         out get none).
-      batch_size: rows per device chunk (rounded up to a multiple of the device count).
+      batch_size: rows per device chunk (rounded up to a multiple of the device count);
+        in trace mode, streams per chunk.
       strategy: Greedy(), Temperature(t), TopK(k, t) or TopP(p, t).
+      flows_per_stream: trace mode: flows per generated stream (`flowjax.streams`).
 
     Returns:
-      A DataFrame with n rows and the input table's columns and dtypes, in row order.
+      A DataFrame with n rows and the input table's columns and dtypes, in row order
+      (trace mode: stream after stream, each in time order).
     """
     gen = _as_generator(source)
     if n < 0:
         raise ValueError(f"n must be >= 0, got {n}")
     _padded(batch_size, gen.mesh)  # checks batch_size before it divides anything
     tok = gen.tokenizer
-    starts = list(range(0, n, batch_size))
-    chunks = token_chunks(gen, starts, num_rows=n, seed=seed, batch_size=batch_size,
-                          strategy=strategy, condition=condition,
-                          class_balance=class_balance)  # fmt: skip
     frames = []
     with tqdm.tqdm(total=n, unit="rows", unit_scale=True, desc="generate",
                    disable=None if parallel.is_main_process() else True) as bar:  # fmt: skip
-        for start, tokens, _ in chunks:
-            frames.append(decode_rows(tok, tokens, seed=seed, start=start))
-            bar.update(len(tokens))
+        for frame in _frames(gen, n, seed=seed, condition=condition,
+                             class_balance=class_balance, batch_size=batch_size,
+                             strategy=strategy, flows_per_stream=flows_per_stream):  # fmt: skip
+            frames.append(frame)
+            bar.update(len(frame))
     if not frames:
         return _empty(tok)
     return pd.concat(frames, ignore_index=True)
+
+
+def _frames(
+    gen: Generator,
+    n: int,
+    *,
+    seed: int,
+    condition: dict | None,
+    class_balance: str | Mapping | None,
+    batch_size: int,
+    strategy: sampling.Strategy,
+    flows_per_stream: int | None,
+    starts: list[int] | None = None,
+) -> Iterator[pd.DataFrame]:
+    """Output rows chunk by chunk: rows `starts` (default: all n), or streams in trace mode."""
+    if gen.trace is None:
+        starts = list(range(0, n, batch_size)) if starts is None else starts
+        chunks = token_chunks(gen, starts, num_rows=n, seed=seed, batch_size=batch_size,
+                              strategy=strategy, condition=condition,
+                              class_balance=class_balance)  # fmt: skip
+        for start, tokens, _ in chunks:
+            yield decode_rows(gen.tokenizer, tokens, seed=seed, start=start)
+        return
+    from flowjax import streams  # it builds on this module
+
+    if class_balance not in (None, "real"):
+        raise ValueError(f"class_balance={class_balance!r}: in trace mode the model draws each "
+                         "flow's class in context; condition on the label to fix it")  # fmt: skip
+    yield from streams.stream_frames(
+        gen, n, seed=seed, batch_size=batch_size, strategy=strategy, condition=condition,
+        flows_per_stream=flows_per_stream or streams.DEFAULT_FLOWS_PER_STREAM,
+    )  # fmt: skip
 
 
 def _empty(tok: FlowTokenizer) -> pd.DataFrame:
@@ -435,11 +474,20 @@ class _Sink:
     `_ROW_GROUP` rows so that row groups are not tiny.
     """
 
-    def __init__(self, path: Path, empty: pd.DataFrame, *, tmp: Path, csv_safe: bool = False):
+    def __init__(
+        self,
+        path: Path,
+        empty: pd.DataFrame,
+        *,
+        tmp: Path,
+        csv_safe: bool = False,
+        zeek_meta: dict | None = None,
+    ):
         self.path, self.empty, self.tmp, self.csv_safe = path, empty, tmp, csv_safe
         self.buffer: list[pa.Table] = []
         name = path.name.lower()
-        self.csv = name.endswith((".csv", ".csv.gz"))
+        self.zeek = zeek_meta if name.endswith(ZEEK_SUFFIXES) else None
+        self.csv = name.endswith((".csv", ".csv.gz")) or self.zeek is not None
         if self.csv:
             opener = gzip.open if name.endswith(".gz") else open
             self.file = opener(self.tmp, "wt", newline="")
@@ -449,6 +497,12 @@ class _Sink:
             self.writer = pq.ParquetWriter(str(self.tmp), self.schema)
 
     def write(self, frame: pd.DataFrame) -> None:
+        if self.zeek is not None:
+            if self.header:
+                self.file.write(zeek.header_lines(self.zeek))
+            self.file.write(zeek.format_rows(frame, self.zeek))
+            self.header = False
+            return
         if self.csv:
             frame = escape_formulas(frame) if self.csv_safe else frame
             frame.to_csv(self.file, header=self.header, index=False)
@@ -474,6 +528,8 @@ class _Sink:
             self.write(self.empty)
         if not self.csv:
             self._flush()
+        if self.zeek is not None:
+            self.file.write(zeek.close_line(self.zeek))
         self._close()
         os.replace(self.tmp, self.path)
 
@@ -495,11 +551,13 @@ def generate_to_files(
     shard_rows: int = 1 << 20,
     progress: bool = True,
     csv_safe: bool = False,
+    flows_per_stream: int | None = None,
 ) -> Path:
     """Generates n flows into files, streaming: host memory stays flat for any n.
 
     `out` ending in .csv, .csv.gz or .parquet is one file (rewritten from the start by a
-    rerun); any other `out` is a directory of Parquet shards of `shard_rows` rows (rounded
+    rerun), as is .log or .log.gz for a model trained on a Zeek log (written as one, with
+    its header); any other `out` is a directory of Parquet shards of `shard_rows` rows (rounded
     down to a multiple of `batch_size`) with a manifest. A rerun into that directory with
     the same arguments skips the complete shards and writes the missing ones, giving the
     same rows as an uninterrupted run; other arguments raise ValueError. Every file is
@@ -515,6 +573,7 @@ def generate_to_files(
       progress: show a tqdm progress bar.
       csv_safe: escape text cells that a spreadsheet would run as a formula (CSV only;
         `escape_formulas`).
+      flows_per_stream: trace mode (one file only): flows per generated stream.
 
     Returns:
       The path written (file or directory).
@@ -526,7 +585,13 @@ def generate_to_files(
     _padded(batch_size, gen.mesh)  # checks batch_size before it divides anything
     tok = gen.tokenizer
     empty = _empty(tok)
-    single = out.name.lower().endswith((".csv", ".csv.gz", ".parquet"))
+    single = out.name.lower().endswith((".csv", ".csv.gz", ".parquet") + ZEEK_SUFFIXES)
+    meta = dict(tok.schema.source_format or {}) if tok.schema is not None else {}
+    if out.name.lower().endswith(ZEEK_SUFFIXES) and meta.get("format") != "zeek":
+        raise ValueError(f"{out}: Zeek output needs a model trained on a Zeek log")
+    if gen.trace is not None and not single:
+        raise ValueError(f"{out}: a trace-mode model writes one file (.csv, .csv.gz, "
+                         ".parquet or a Zeek .log), not a directory of shards")  # fmt: skip
     if single:
         out.parent.mkdir(parents=True, exist_ok=True)
         plan = [(out, 0, n)]
@@ -546,22 +611,22 @@ def generate_to_files(
     starts = [s for _, first, rows in plan for s in range(first, first + rows, batch_size)]
     todo = sum(rows for _, _, rows in plan)
     logging.info("generating %d of %d rows into %s (%d files)", todo, n, out, len(plan))
-    chunks = token_chunks(gen, starts, num_rows=n, seed=seed, batch_size=batch_size,
-                          strategy=strategy, condition=condition,
-                          class_balance=class_balance)  # fmt: skip
+    frames = _frames(gen, n, seed=seed, condition=condition, class_balance=class_balance,
+                     batch_size=batch_size, strategy=strategy,
+                     flows_per_stream=flows_per_stream, starts=starts)  # fmt: skip
     if tok.schema is not None:
         table.write_sidecar(out, tok.schema, tok.token_kinds())
     bar = tqdm.tqdm(total=n, initial=n - todo, unit="rows", unit_scale=True,
                     disable=not progress or not parallel.is_main_process())  # fmt: skip
     with bar:
-        for path, first, rows in plan:
+        for path, _, rows in plan:
             # A shard's temporary name is hidden so that a reader of the directory skips it.
             tmp = path.with_name(("." if not single else "") + path.name + ".tmp")
-            sink = _Sink(path, empty, tmp=tmp, csv_safe=csv_safe)
+            sink = _Sink(path, empty, tmp=tmp, csv_safe=csv_safe, zeek_meta=meta)
             try:
-                for _ in range(first, first + rows, batch_size):
-                    start, tokens, _ = next(chunks)
-                    frame = decode_rows(tok, tokens, seed=seed, start=start)
+                # One file takes every chunk; a shard its rows' chunks.
+                chunks = frames if single else itertools.islice(frames, -(-rows // batch_size))
+                for frame in chunks:
                     sink.write(frame)
                     bar.update(len(frame))
             except BaseException:

@@ -3,6 +3,7 @@
 The loader is the edge where bad input is caught: every error names the file,
 and where it can the column and the line. Nothing is silently coerced; every
 value that a policy drops or changes is counted in the validation report.
+Zeek logs (`conn.log`, plain or gzipped) are read by `flowjax.zeek`.
 """
 
 from __future__ import annotations
@@ -20,7 +21,8 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from flowjax import dialects, relations
+from flowjax import dialects, relations, zeek
+from flowjax.identities import with_identities
 from flowjax.schema import Schema, choose_label, infer_schema
 
 # Strings that stand for a missing or non-finite number in flow tables.
@@ -142,7 +144,8 @@ def _read_parquet(path: Path) -> pd.DataFrame:
 
 
 def _read_table(path: Path) -> pd.DataFrame:
-    """Reads CSV, CSV.gz or Parquet; wraps low-level failures in a ValueError naming the file."""
+    """Reads CSV, CSV.gz, Parquet or a Zeek log; wraps low-level failures in a ValueError
+    naming the file."""
     if not path.exists():
         raise ValueError(f"{path}: no such file")
     if path.stat().st_size == 0:
@@ -150,6 +153,8 @@ def _read_table(path: Path) -> pd.DataFrame:
     try:
         if _is_parquet(path):
             frame = _read_parquet(path)
+        elif zeek.is_zeek(path):
+            frame = zeek.read_zeek(path)[0]
         else:
             frame = pd.read_csv(path, low_memory=False, na_values=[], keep_default_na=False)
     except (EOFError, gzip.BadGzipFile, zlib.error) as e:
@@ -176,8 +181,8 @@ def _normalise_names(frame: pd.DataFrame, report: ValidationReport) -> pd.DataFr
 
 
 def _header_names(path: Path) -> list[str] | None:
-    """A CSV's header fields as written, stripped; None for Parquet."""
-    if _is_parquet(path):
+    """A CSV's header fields as written, stripped; None for Parquet and Zeek logs."""
+    if _is_parquet(path) or zeek.is_zeek(path):
         return None
     head = pd.read_csv(path, header=None, nrows=1, dtype=str, keep_default_na=False)
     return [str(c).strip() for c in head.iloc[0]]
@@ -338,11 +343,12 @@ def load_flows(
     schema: str | os.PathLike | Mapping | None = None,
     policy: BadValuePolicy | None = None,
     derive: bool = True,
+    identities: bool = True,
 ) -> Flows:
     """Loads, normalises and validates a flow table and infers its schema.
 
     Args:
-      path_or_name: a CSV, CSV.gz or Parquet file, or the name of a dataset that
+      path_or_name: a CSV, CSV.gz, Parquet or Zeek log file, or the name of a dataset that
         flowjax ships (see `flowjax.datasets`).
       label: the label column; by default the column whose name means 'label'
         in its dialect (` Label`, `label`, `type`), if any.
@@ -351,6 +357,8 @@ def load_flows(
       policy: what to do with NaN/Infinity and unparseable cells.
       derive: find the exact relations between columns (`flowjax.relations`) and leave
         the dependent columns out of the sentence (they are computed when decoding).
+      identities: put addresses and timestamps in the sentence and rebuild a 5-tuple
+        `Flow ID` (`flowjax.identities`); off, they are missing from generated tables.
 
     Returns:
       The table with its schema and validation report.
@@ -381,6 +389,12 @@ def load_flows(
     inferred = infer_schema(
         frame, label=label_col, dialect=report.dialect, override=_read_override(schema)
     )
+    if zeek.is_zeek(path):  # generated tables are written back as Zeek logs
+        inferred = dataclasses.replace(
+            inferred, source_format={"format": "zeek", **zeek.read_header(path)}
+        )
+    if identities:
+        inferred = with_identities(frame, inferred)
     if derive:
         inferred = with_relations(frame, inferred)
     report.rows_kept = len(frame)
@@ -394,10 +408,10 @@ def load_flows(
 
 def with_relations(frame: pd.DataFrame, schema: Schema) -> Schema:
     """The schema with the relations found on `frame`; dependent columns leave the sentence."""
+    categorical = [c for c in schema.categorical if schema.encoding(c) is None]
     found = relations.discover(
-        frame, numeric=list(schema.numeric), categorical=list(schema.categorical),
-        label=schema.label,
-    )  # fmt: skip
+        frame, numeric=list(schema.numeric), categorical=categorical, label=schema.label
+    )
     sentence = tuple(c for c in schema.sentence_columns if c not in found.targets)
     return dataclasses.replace(schema, sentence_columns=sentence, relations=found)
 
@@ -411,6 +425,9 @@ def _how_written(schema: Schema) -> dict[str, str]:
             out[col] = f"constant {fill['value']!r}"
         elif fill["how"] == "index":
             out[col] = f"row index counted from {fill['start']}"
+        elif fill["how"] == "flow_id":
+            order = "" if fill["order"] == "forward" else ", reversed"
+            out[col] = f"rebuilt from the 5-tuple {' - '.join(fill['columns'])}{order}"
         else:
             out[col] = f"missing from the output: {fill['reason']}"
     out.update({c: f"computed: {d}" for c, d in derived.items()})

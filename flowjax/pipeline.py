@@ -20,7 +20,7 @@ import pandas as pd
 from absl import logging
 from flax import nnx
 
-from flowjax import configs, generate, parallel, table, train
+from flowjax import configs, generate, parallel, table, traces, train
 from flowjax import data as fjdata
 from flowjax import eval as fjeval
 from flowjax.models import ngram
@@ -106,6 +106,9 @@ def fit(
     mesh = parallel.make_mesh()
     name = config.model.name
     if name in BASELINES:
+        if traces.settings(config) is not None:
+            raise ValueError(f"the {name} baseline models single flows; trace mode (config."
+                             "data.trace) is for the rnn, transformer and wavenet")  # fmt: skip
         prepared = fjdata.prepare_data(config, data)
         tok = prepared.tokenizer
         model = BASELINES[name](vocab_size=tok.vocab_size, seq_len=tok.seq_len)

@@ -235,20 +235,23 @@ def local_forced(tables: Tables, forced: np.ndarray) -> np.ndarray:
 
     Args:
       tables: from `make_tables`.
-      forced: int[B, seq_len] (or int[seq_len] for every row) vocabulary tokens to force,
-        -1 where free (from `FlowTokenizer.condition_tokens()`).
+      forced: int[B, n * seq_len] (or int[n * seq_len] for every row; n = 1 but in trace
+        mode) vocabulary tokens to force, -1 where free (`FlowTokenizer.condition_tokens()`).
 
     Returns:
-      int32[B, seq_len] (or [seq_len]) window-local tokens, -1 where free.
+      int32 window-local tokens of the same shape, -1 where free.
     """
     forced = np.asarray(forced)
     lo, legal = np.asarray(tables.lo), np.asarray(tables.legal)
     seq_len, width = legal.shape
-    if forced.shape[-1] != seq_len:
-        raise ValueError(f"forced tokens must have {seq_len} positions, got shape {forced.shape}")
+    if forced.shape[-1] % seq_len or not forced.shape[-1]:
+        raise ValueError(f"forced tokens must have a multiple of {seq_len} positions, got "
+                         f"shape {forced.shape}")  # fmt: skip
+    lo = np.tile(lo, forced.shape[-1] // seq_len)  # a stream repeats the sentence's positions
+    legal = np.tile(legal, (forced.shape[-1] // seq_len, 1))
     local = np.where(forced >= 0, forced - lo, -1)
-    local[..., 0] = -1  # the start symbol is fed, never drawn
-    pos = np.broadcast_to(np.arange(seq_len), local.shape)
+    local[..., 0] = -1  # the stream's first start symbol is fed, never drawn
+    pos = np.broadcast_to(np.arange(forced.shape[-1]), local.shape)
     inside = (local >= 0) & (local < width)
     ok = (local < 0) & ((forced < 0) | (pos == 0)) | inside & legal[
         pos, np.clip(local, 0, width - 1)
@@ -309,7 +312,7 @@ def _sample(
     column_head = windows is not None
     if column_head and windows.width != width:
         raise ValueError(f"the model's column head is {windows.width} wide, the tables {width}")
-    steps = seq_len - 1
+    steps = forced.shape[1] - 1  # one sentence, or a stream of them (trace mode)
     if strategy.needs_uniform:
         u = uniforms(key, rows, steps)
     else:
@@ -319,10 +322,11 @@ def _sample(
         t, u_t = xs
         token = jax.lax.dynamic_index_in_dim(carry.tokens, t, axis=1, keepdims=False)
         logits, state = model.decode_step(carry.decode_state, token, t)  # [B, V] or [B, W]
-        lo = tables.lo[t + 1]
+        column = (t + 1) % seq_len  # a stream repeats the sentence's positions
+        lo = tables.lo[column]
         if not column_head:  # the full head's logits: slice the column's window
             logits = jax.lax.dynamic_slice_in_dim(logits, lo, width, axis=1)  # [B, W]
-        scaled = jnp.where(tables.legal[t + 1], logits / strategy.temperature, -jnp.inf)
+        scaled = jnp.where(tables.legal[column], logits / strategy.temperature, -jnp.inf)
         fixed = forced[:, t + 1]  # [B], window-local, -1 where free
         local = jnp.where(fixed >= 0, fixed, strategy.select(scaled, u_t))  # [B]
         m, weights = _shifted_exp(scaled)
@@ -333,7 +337,7 @@ def _sample(
 
     init = _Carry(
         decode_state=model.init_decode_state(batch),
-        tokens=jnp.zeros((batch, seq_len), jnp.int32),
+        tokens=jnp.zeros((batch, steps + 1), jnp.int32),
         log_prob=jnp.zeros((batch,), jnp.float32),
     )
     final, _ = jax.lax.scan(step, init, (jnp.arange(steps, dtype=jnp.int32), u))
@@ -350,7 +354,8 @@ def make_sampler(
 
     It draws one sentence per entry of `rows` (global row indices, int32[B]), taking the
     tokens of `forced` (int32[B, seq_len] window-local, from `local_forced`; -1 where
-    free) where given, and returns
+    free) where given; with forced int32[B, n * seq_len] it draws a stream of n sentences
+    per row (trace mode: the model's state runs on from flow to flow). It returns
     tokens int32[B, seq_len] (column 0 = start symbol 0, every token legal for its column,
     forced positions as requested) and log_prob float32[B]: the row's log-probability
     under the model with illegal tokens masked out and logits divided by the strategy's
@@ -383,7 +388,8 @@ def sequence_log_prob(
 
     Args:
       model: a flowjax model.
-      tokens: int32[B, seq_len] sentences (column 0 = start symbol).
+      tokens: int32[B, seq_len] sentences (column 0 = start symbol), or streams of them
+        int32[B, n * seq_len] (trace mode).
       legal_mask: bool[seq_len, V] from the tokenizer.
       temperature: logits are divided by it before the softmax.
 
@@ -391,6 +397,8 @@ def sequence_log_prob(
       float32[B] sum over positions 1..F of log p(token_t | tokens_<t).
     """
     logits = model(tokens[:, :-1], train=False) / temperature  # [B, F, V] or [B, F, W]
+    legal_mask = np.asarray(legal_mask)  # a stream repeats the sentence's positions
+    legal_mask = legal_mask[np.arange(tokens.shape[1]) % len(legal_mask)]
     targets, legal = heads.localize(
         heads.windows_of(model), tokens[:, 1:], jnp.asarray(legal_mask)[1:]
     )

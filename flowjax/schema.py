@@ -46,6 +46,12 @@ class Schema:
     # columns are in `relations`.
     fills: tuple[tuple[str, dict], ...] = ()
     relations: Relations = Relations()
+    # How an address or timestamp column in the sentence is tokenized (`flowjax.identities`):
+    # {'how': 'ipv4', 'form': 'dotted' | 'integer'}, {'how': 'category'} or
+    # {'how': 'time', 'format': TimeFormat.to_dict()}.
+    encodings: tuple[tuple[str, dict], ...] = ()
+    # The file format to write generated tables in, when it is not CSV (e.g. Zeek's header).
+    source_format: dict | None = None
 
     def kind(self, column: str) -> str:
         """Returns the kind of a column; raises ValueError naming unknown columns."""
@@ -72,6 +78,10 @@ class Schema:
     def excluded(self) -> tuple[str, ...]:
         return tuple(c for c in self.columns if c not in self.sentence_columns)
 
+    def encoding(self, column: str) -> dict | None:
+        """How an address or timestamp column is tokenized, or None (the kind decides)."""
+        return dict(self.encodings).get(column)
+
     def dtype(self, column: str) -> str:
         """The input's dtype of a column ('string' for text), 'object' when unrecorded."""
         return dict(self.dtypes).get(column, "object")
@@ -85,6 +95,8 @@ class Schema:
             "dtypes": dict(self.dtypes),
             "fills": dict(self.fills),
             "relations": self.relations.to_dict(),
+            "encodings": dict(self.encodings),
+            "source_format": self.source_format,
         }
 
     def to_json(self) -> str:
@@ -100,6 +112,8 @@ class Schema:
             dtypes=tuple(d.get("dtypes", {}).items()),
             fills=tuple(d.get("fills", {}).items()),
             relations=Relations.from_dict(d["relations"]) if "relations" in d else Relations(),
+            encodings=tuple(d.get("encodings", {}).items()),
+            source_format=d.get("source_format"),
         )
 
     @classmethod
@@ -215,9 +229,11 @@ def _fill(values: pd.Series, kind: str) -> dict:
     if kind == "identifier" and is_row_index(str(values.name), values):
         return {"how": "index", "start": 0 if values.min() == 0 else 1}
     reasons = {
-        "ip": "IP addresses are not modelled yet (issue: network identities and time)",
-        "timestamp": "timestamps are not modelled yet (issue: network identities and time)",
-        "identifier": "an identifier that cannot be rebuilt without the IP addresses",
+        "ip": "addresses are modelled only with identities on (data.identities), with no "
+        "missing values",
+        "timestamp": "timestamps are modelled only with identities on (data.identities), in "
+        "a format flowjax.timefmt reads, with no missing values",
+        "identifier": "an identifier that is not the row's 5-tuple (or identities are off)",
     }
     return {"how": "missing", "reason": reasons.get(kind, "left out of the sentence by the schema")}
 

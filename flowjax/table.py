@@ -17,6 +17,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from flowjax import identities
 from flowjax.files import write_atomic
 from flowjax.schema import Schema
 
@@ -42,7 +43,9 @@ def complete(frame: pd.DataFrame, schema: Schema, *, row_offset: int = 0) -> pd.
     fills = dict(schema.fills)
     n = len(frame)
     data = {}
-    for col in output_columns(schema):
+    columns = output_columns(schema)
+    rebuilt = [c for c in columns if fills.get(c, {}).get("how") == "flow_id"]
+    for col in [c for c in columns if c not in rebuilt] + rebuilt:  # Flow IDs from the rest
         fill = fills.get(col, {"how": "model"})
         if col in full.columns:
             values = full[col].to_numpy()
@@ -50,10 +53,13 @@ def complete(frame: pd.DataFrame, schema: Schema, *, row_offset: int = 0) -> pd.
             values = np.full(n, fill["value"], dtype=object)
         elif fill["how"] == "index":
             values = np.arange(row_offset, row_offset + n, dtype=np.int64) + fill["start"]
+        elif fill["how"] == "flow_id":
+            values = identities.build_flow_id(pd.DataFrame(data), fill["columns"],
+                                              reverse=fill["order"] == "reverse")  # fmt: skip
         else:
             raise ValueError(f"column {col!r}: the generated rows do not hold it ({fill})")
         data[col] = as_dtype(col, values, schema.dtype(col))
-    return pd.DataFrame(data, index=pd.RangeIndex(n))
+    return pd.DataFrame({c: data[c] for c in columns}, index=pd.RangeIndex(n))
 
 
 def as_dtype(col: str, values: np.ndarray, dtype: str) -> np.ndarray:

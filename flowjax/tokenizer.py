@@ -22,6 +22,7 @@ import json
 import numpy as np
 import pandas as pd
 
+from flowjax import addresses, dialects, timefmt
 from flowjax.codecs import (
     FINE_SUFFIX,
     MAX_OTHER_VALUES,
@@ -37,9 +38,11 @@ from flowjax.codecs import (
     special_mask,
     to_column,
 )
+from flowjax.netcodecs import OctetCodec, PortCodec, TimeCodec, fit_octets, fit_port
 from flowjax.schema import NUMERIC_KINDS, Schema
 
 START = 0
+Codec = NumericCodec | CategoricalCodec | FineCodec | OctetCodec | PortCodec
 TWO_LEVEL_FACTOR = 4  # two-level columns have more distinct values than this x n_bins
 
 
@@ -76,6 +79,7 @@ class FlowTokenizer:
         decode_values: str = "sketch",
         exact_integers: int = 0,
         two_level: bool = False,
+        port_ranges: bool = False,
     ):
         if mode not in ("per_column", "paper"):
             raise ValueError(f"mode must be 'per_column' or 'paper', got {mode!r}")
@@ -87,8 +91,8 @@ class FlowTokenizer:
         self.max_categories, self.label_first = max_categories, label_first
         self.include_label, self.decode_values = include_label, decode_values
         self.exact_integers = exact_integers
-        self.two_level = two_level
-        self.codecs: list[NumericCodec | CategoricalCodec | FineCodec] = []
+        self.two_level, self.port_ranges = two_level, port_ranges
+        self.codecs: list[Codec] = []
         self.schema: Schema | None = None
 
     # ----------------------------------------------------------------- fitting
@@ -98,6 +102,7 @@ class FlowTokenizer:
         return (
             self.mode == "paper"
             and col != schema.label
+            and schema.encoding(col) is None
             and pd.api.types.is_numeric_dtype(frame[col])
         )
 
@@ -144,7 +149,14 @@ class FlowTokenizer:
                 integer = bool(np.all(v == np.round(v)))
                 self.codecs.append(NumericCodec(col, integer, shared, bin_sketch(v, shared), (), 1))
                 continue
-            if schema.kind(col) in NUMERIC_KINDS:
+            encoding = schema.encoding(col) or {}
+            if encoding.get("how") == "ipv4":
+                self.codecs += fit_octets(col, vocabulary[col], encoding["form"], offset)
+                offset = self.codecs[-1].offset + self.codecs[-1].size
+                continue
+            if encoding.get("how") == "time":
+                codec = self._fit_time(col, frame[col], vocabulary[col], encoding, schema, offset)
+            elif schema.kind(col) in NUMERIC_KINDS:
                 codec = self._fit_numeric(
                     col,
                     frame[col].to_numpy(np.float64),
@@ -152,6 +164,8 @@ class FlowTokenizer:
                     schema,
                     offset,
                 )
+            elif self._is_port(col, vocabulary[col]):
+                codec = fit_port(col, frame[col], vocabulary[col], self.max_categories, offset)
             else:
                 codec = self._fit_categorical(col, frame[col], vocabulary[col], schema, offset)
             offset += codec.size
@@ -161,10 +175,37 @@ class FlowTokenizer:
                 offset += self.codecs[-1].size
         return self
 
+    def _is_port(self, col: str, whole: pd.Series) -> bool:
+        return (
+            self.port_ranges
+            and dialects.canonical_name(col) in dialects.PORT_KEYS
+            and pd.api.types.is_numeric_dtype(whole)
+        )
+
+    def _fit_time(
+        self,
+        col: str,
+        series: pd.Series,
+        whole: pd.Series,
+        encoding: dict,
+        schema: Schema,
+        offset: int,
+    ) -> TimeCodec:
+        """Bins of a timestamp column: seconds from the table's first flow, or gaps (trace)."""
+        fmt = encoding["format"]
+        origin = float(np.min(timefmt.parse(whole, timefmt.TimeFormat.from_dict(fmt))))
+        codec = TimeCodec(col, False, np.zeros(2), np.zeros((1, SKETCH_POINTS)), (), offset,
+                          fmt=fmt, origin=origin, gaps=bool(encoding.get("gaps", False)),
+                          starts=[origin])  # fmt: skip
+        numeric = self._fit_numeric(col, codec.numbers(series), codec.numbers(whole), schema,
+                                    offset)  # fmt: skip
+        fields = {f.name: getattr(numeric, f.name) for f in dataclasses.fields(NumericCodec)}
+        return dataclasses.replace(codec, **fields)
+
     def _is_two_level(self, codec, whole: pd.Series) -> bool:
         if not (self.two_level and isinstance(codec, NumericCodec)) or codec.exact:
             return False
-        values = pd.to_numeric(whole, errors="coerce").to_numpy(np.float64)
+        values = self._numbers(codec, whole)
         return np.unique(values[np.isfinite(values)]).size > TWO_LEVEL_FACTOR * self.n_bins
 
     def token_kinds(self) -> dict[str, str]:
@@ -173,6 +214,15 @@ class FlowTokenizer:
         for codec in self.codecs:
             if isinstance(codec, FineCodec):
                 kinds[codec.parent] += f", then one of {codec.size} intervals inside the bin"
+            elif isinstance(codec, OctetCodec):
+                sizes = kinds.get(codec.parent, "IPv4 octets with")
+                kinds[codec.parent] = f"{sizes} {codec.size}" + (" values" if codec.index == 3
+                                                                   else ",")  # fmt: skip
+            elif isinstance(codec, PortCodec):
+                kinds[codec.name] = codec.describe()
+            elif isinstance(codec, TimeCodec):
+                what = "gaps from the previous flow" if codec.gaps else "seconds from the start"
+                kinds[codec.name] = f"{what} in {len(codec.edges) - 1} bins"
             elif isinstance(codec, CategoricalCodec):
                 kinds[codec.name] = f"{len(codec.values)} exact values" + (
                     " + 'other'" if codec.has_other else ""
@@ -182,6 +232,13 @@ class FlowTokenizer:
             else:
                 kinds[codec.name] = f"{len(codec.edges) - 1} bins"
         return kinds
+
+    @staticmethod
+    def _numbers(codec: NumericCodec, series: pd.Series) -> np.ndarray:
+        """The numbers a numeric codec bins: the column's values, or a timestamp's seconds."""
+        if isinstance(codec, TimeCodec):
+            return codec.numbers(series)
+        return pd.to_numeric(series, errors="coerce").to_numpy(np.float64)
 
     @property
     def two_level_columns(self) -> tuple[str, ...]:
@@ -248,18 +305,23 @@ class FlowTokenizer:
     def encode(self, frame: pd.DataFrame) -> np.ndarray:
         """Encodes a table into sentences int32[N, 1 + F] (column 0 is the start symbol)."""
         self._check_fitted()
-        needed = [c.name for c in self.codecs if not isinstance(c, FineCodec)]
+        needed = dict.fromkeys(_source(c) for c in self.codecs)
         missing = [c for c in needed if c not in frame.columns]
         if missing:
             raise ValueError(f"the table lacks columns {missing} that the tokenizer was fitted on")
         out = np.empty((len(frame), self.seq_len), dtype=np.int32)
         out[:, 0] = START
+        octets = {}
         for j, codec in enumerate(self.codecs):
             if isinstance(codec, FineCodec):
-                v = pd.to_numeric(frame[codec.parent], errors="coerce").to_numpy(np.float64)
+                v = self._numbers(self.codecs[j - 1], frame[codec.parent])
                 out[:, j + 1] = codec.encode(self.codecs[j - 1], v)
+            elif isinstance(codec, OctetCodec):
+                if codec.parent not in octets:
+                    octets[codec.parent] = addresses.to_octets(frame[codec.parent], codec.form)
+                out[:, j + 1] = codec.encode(octets[codec.parent])
             elif isinstance(codec, NumericCodec):
-                v = pd.to_numeric(frame[codec.name], errors="coerce").to_numpy(np.float64)
+                v = self._numbers(codec, frame[codec.name])
                 if self.mode == "paper" and not np.isfinite(v).all():
                     _check_finite_for_paper(frame, [codec.name])
                 out[:, j + 1] = codec.encode(v)
@@ -274,8 +336,13 @@ class FlowTokenizer:
         seed: int = 0,
         row_offset: int = 0,
         decode_values: str | None = None,
+        starts: np.ndarray | None = None,
     ) -> pd.DataFrame:
         """Decodes sentences int32[N, 1 + F] (or [N, F] without the start symbol) into a table.
+
+        A trace-mode timestamp (gaps from the previous flow) adds its gaps up along each
+        stream: the rows are len(`starts`) streams of equal length, each starting at that
+        epoch second (default: one stream from the table's first flow).
 
         Categoricals come back exactly, integer columns as integers, numbers inside
         their bin (drawn from the bin's sketch, or the midpoint). The draw for row i is
@@ -298,13 +365,25 @@ class FlowTokenizer:
         u = row_uniforms(seed, row_offset, body.shape)
         data = {}
         for j, codec in enumerate(self.codecs):
-            if isinstance(codec, FineCodec):
-                continue  # read with its parent column
+            if isinstance(codec, FineCodec) or isinstance(codec, OctetCodec) and codec.index:
+                continue  # read with its parent column, or with the address's first octet
+            if isinstance(codec, OctetCodec):
+                octets = np.stack([c.decode(body[:, j + k]) for k, c in
+                                   enumerate(self.codecs[j : j + 4])], axis=1)  # fmt: skip
+                data[codec.parent] = addresses.from_octets(octets, codec.form)
+                continue
+            if isinstance(codec, PortCodec):
+                values = codec.decode(body[:, j].astype(np.int64), u[:, j], midpoint=midpoint)
+                data[codec.name] = values if np.isnan(values).any() else values.astype(np.int64)
+                continue
             refined = j + 1 < len(self.codecs) and isinstance(self.codecs[j + 1], FineCodec)
             fine = body[:, j + 1] - self.codecs[j + 1].offset if refined else None
             kwargs = {"fine": fine} if refined else {}
             values = codec.decode(body[:, j].astype(np.int64), u[:, j], midpoint=midpoint,
                                   **kwargs)  # fmt: skip
+            if isinstance(codec, TimeCodec):
+                data[codec.name] = codec.times(values, starts)
+                continue
             data[codec.name] = to_column(codec, values)
         return pd.DataFrame(data)
 
@@ -325,12 +404,23 @@ class FlowTokenizer:
         out = np.full(self.seq_len, -1, dtype=np.int32)
         out[0] = START
         for col, value in conditions.items():
-            if col not in self.columns or col.endswith(FINE_SUFFIX):
-                known = [c for c in self.columns if not c.endswith(FINE_SUFFIX)]
+            octets = [j for j, c in enumerate(self.codecs)
+                      if isinstance(c, OctetCodec) and c.parent == col]  # fmt: skip
+            if octets:  # an IPv4 address fixes its four octets
+                quad = addresses.to_octets(pd.Series([value]), self.codecs[octets[0]].form)
+                for j in octets:
+                    out[j + 1] = int(self.codecs[j].encode(quad)[0])
+                continue
+            codec = self.codecs[self.columns.index(col)] if col in self.columns else None
+            if codec is None or isinstance(codec, FineCodec | OctetCodec | TimeCodec):
+                known = list(dict.fromkeys(_source(c) for c in self.codecs
+                                           if not isinstance(c, TimeCodec)))  # fmt: skip
                 raise ValueError(f"cannot condition on {col!r}: not a sentence column "
                                  f"{known}")  # fmt: skip
             j = self.columns.index(col)
-            codec = self.codecs[j]
+            if isinstance(codec, PortCodec):
+                out[j + 1] = int(codec.encode(pd.Series([value]))[0])
+                continue
             try:
                 number = float(value)
             except (TypeError, ValueError):
@@ -367,6 +457,7 @@ class FlowTokenizer:
                 "max_categories": self.max_categories, "label_first": self.label_first,
                 "include_label": self.include_label, "decode_values": self.decode_values,
                 "exact_integers": self.exact_integers, "two_level": self.two_level,
+                "port_ranges": self.port_ranges,
                 "schema": self.schema.to_dict() if self.schema else None,
                 "codecs": [c.to_dict() for c in self.codecs],
             },
@@ -381,7 +472,8 @@ class FlowTokenizer:
                   max_categories=d["max_categories"], label_first=d["label_first"],
                   include_label=d["include_label"], decode_values=d["decode_values"],
                   exact_integers=d.get("exact_integers", 0),
-                  two_level=d.get("two_level", False))  # fmt: skip
+                  two_level=d.get("two_level", False),
+                  port_ranges=d.get("port_ranges", False))  # fmt: skip
         tok.schema = Schema.from_dict(d["schema"]) if d["schema"] else None
         for c in d["codecs"]:
             if c["type"] == "numeric":
@@ -391,10 +483,24 @@ class FlowTokenizer:
                                                c.get("exact", False)))  # fmt: skip
             elif c["type"] == "fine":
                 tok.codecs.append(FineCodec(c["name"], c["parent"], c["offset"]))
+            elif c["type"] in ("octet", "port"):
+                cls_ = OctetCodec if c["type"] == "octet" else PortCodec
+                tok.codecs.append(cls_(**{k: v for k, v in c.items() if k != "type"}))
+            elif c["type"] == "time":
+                tok.codecs.append(TimeCodec(c["name"], c["integer"], np.asarray(c["edges"]),
+                                            np.asarray(c["sketch"]).reshape(-1, SKETCH_POINTS),
+                                            tuple(c["specials"]), c["offset"], c["exact"],
+                                            fmt=c["fmt"], origin=c["origin"],
+                                            gaps=c["gaps"], starts=c["starts"]))  # fmt: skip
             else:
                 c = {k: v for k, v in c.items() if k != "type"}
                 tok.codecs.append(CategoricalCodec(**c))
         return tok
+
+
+def _source(codec: Codec) -> str:
+    """The table column a codec reads (its parent for a fine token or an octet)."""
+    return codec.parent if isinstance(codec, FineCodec | OctetCodec) else codec.name
 
 
 def _modelling(schema: Schema, columns: list[str]) -> Schema:

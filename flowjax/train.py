@@ -31,10 +31,11 @@ from absl import logging
 from flax import nnx
 
 import flowjax
-from flowjax import checkpoint, parallel
+from flowjax import checkpoint, parallel, traces
 from flowjax.configs import sized_for_data
 from flowjax.data import Prepared, data_fingerprint, encode_table, get_batch, load_table
 from flowjax.models import ModelConfig, Windows, build_model, head_windows, heads, model_config_from
+from flowjax.tokenizer import START
 
 TrainState = dict[str, Any]  # {'params', 'rest', 'opt_state', 'step'}
 
@@ -177,10 +178,12 @@ def model_loss(
     train: bool,
     dropout_key: jax.Array | None = None,
 ) -> jax.Array:
-    """Teacher-forced nats per flow, float32 [B], of sentences int32 [B, 1+F] (either head)."""
+    """Teacher-forced nats per flow, float32 [B], of sentences int32 [B, 1+F] (either head),
+    or of trace-mode windows of sentences (the sum over the window / its flows)."""
     kwargs = {} if dropout_key is None else {"dropout_key": dropout_key}
     logits = model(batch[:, :-1], train=train, **kwargs)
-    return sequence_loss(logits, *heads.localize(heads.windows_of(model), batch[:, 1:], legal))
+    nats = sequence_loss(logits, *heads.localize(heads.windows_of(model), batch[:, 1:], legal))
+    return nats / jnp.sum(batch == START, axis=1)  # START begins each flow and is no other token
 
 
 def init_state(
@@ -192,6 +195,7 @@ def init_state(
     seed: int,
     sharding: jax.sharding.Sharding | None = None,
     windows: Windows | None = None,
+    context: int = 0,
 ) -> tuple[nnx.GraphDef, TrainState]:
     """Builds the model (with the per-column head over `windows` if given); returns its
     graphdef and the initial train state.
@@ -202,7 +206,7 @@ def init_state(
 
     def create():
         model = build_model(model_cfg, vocab_size=vocab_size, seq_len=seq_len,
-                            rngs=nnx.Rngs(seed), windows=windows)  # fmt: skip
+                            rngs=nnx.Rngs(seed), windows=windows, context=context)  # fmt: skip
         return nnx.split(model, nnx.Param, ...)
 
     graphdef = nnx.eval_shape(create)[0]
@@ -366,7 +370,7 @@ def _train(
     prep = encode_table(config, frame, schema, source=data,
                         tokenizer_json=saved_meta and saved_meta["tokenizer"])  # fmt: skip
     tok, splits = prep.tokenizer, prep.splits
-    config = sized_for_data(config, len(splits.train))  # stored in the checkpoint as resolved
+    config = sized_for_data(config, len(splits.train_idx))  # stored in the checkpoint as resolved
     model_cfg = model_config_from(config.model)
     if saved_meta and model_config_from(saved_meta["config"]["model"]) != model_cfg:
         raise ValueError(f"{workdir}: its checkpoint has another model config; use a new workdir")
@@ -374,7 +378,8 @@ def _train(
     tx = make_optimizer(tcfg.optimizer, tcfg.num_steps)
     windows = head_windows(config, tok.legal_mask())
     graphdef, state = init_state(model_cfg, tx, vocab_size=vocab, seq_len=seq_len,
-                                 seed=tcfg.seed, sharding=repl, windows=windows)  # fmt: skip
+                                 seed=tcfg.seed, sharding=repl, windows=windows,
+                                 context=traces.model_context(config, seq_len))  # fmt: skip
     num_params = sum(x.size for x in jax.tree.leaves(state["params"]))
     if latest is not None:
         state, _ = checkpoint.restore(manager, checkpoint.abstract_on(state, repl), step=latest)
@@ -394,7 +399,9 @@ def _train(
         model_cfg.name, num_params, vocab, seq_len, len(splits.train), len(splits.val),
         len(splits.test), mesh.devices.size,
     )  # fmt: skip
-    legal = jax.device_put(tok.legal_mask()[1:], repl) if tcfg.mask_logits else None
+    row_len = splits.train.shape[1]  # 1 + F, or a trace-mode window of sentences
+    legal_mask = traces.stream_legal(tok.legal_mask(), row_len // seq_len)
+    legal = jax.device_put(legal_mask[1:], repl) if tcfg.mask_logits else None
     p_train = make_train_step(graphdef, tx, mesh, seed=tcfg.seed,
                               dropout=getattr(model_cfg, "dropout", 0.0) > 0)  # fmt: skip
     n_dev = mesh.devices.size
@@ -404,7 +411,7 @@ def _train(
     parallel.check_batch_size(eval_bs, mesh, flag="eval_batch_size")
     evaluate = make_eval_fn(graphdef, mesh, batch_size=eval_bs)
     schedule = learning_rate_schedule(tcfg.optimizer, tcfg.num_steps)
-    tokens_per_step = tcfg.batch_size * (seq_len - 1)
+    tokens_per_step = tcfg.batch_size * (row_len - 1)
     step = start = int(state["step"])
     pending: list[dict[str, jax.Array]] = []
     history: list[dict[str, float]] = []

@@ -76,8 +76,12 @@ def test_python_cicflowmeter_dialect(tmp_path):
     assert s.label == "label"
     assert s.kind("src_ip") == "ip" and s.kind("timestamp") == "timestamp"
     assert s.kind("protocol") == "constant"
-    assert set(s.excluded) == {"src_ip", "dst_ip", "timestamp", "protocol"}
-    assert flows.report.excluded_columns["src_ip"].startswith("missing from the output: IP")
+    assert set(s.excluded) == {"protocol"}  # addresses and time are modelled
+    assert s.encoding("src_ip") == {"how": "ipv4", "form": "dotted"}
+    assert s.encoding("timestamp")["format"]["unit"] == "%Y-%m-%d %H:%M:%S"
+    off = load_flows(tmp_path / "py.parquet", identities=False)
+    assert set(off.schema.excluded) == {"src_ip", "dst_ip", "timestamp", "protocol"}
+    assert off.report.excluded_columns["src_ip"].startswith("missing from the output: addr")
     assert flows.report.excluded_columns["protocol"] == "constant 6"
     assert s.kind("flow_duration") == "continuous" and s.kind("tot_fwd_pkts") == "integer"
 
@@ -96,8 +100,12 @@ def test_netflow_dialect_and_override(tmp_path):
     assert s.label == "type"
     assert s.kind("srcip") == "ip" and s.kind("ts") == "timestamp"
     assert s.kind("proto") == "categorical" and s.kind("pkt") == "integer"
-    assert "ts" not in s.sentence_columns
-    flows = load_flows(path, schema={"kinds": {"pkt": "continuous"}, "include": ["ts"]})
+    assert "ts" in s.sentence_columns  # a microsecond epoch, modelled as seconds
+    assert s.encoding("ts")["format"] == {"kind": "epoch", "unit": "us", "integer": False,
+                                          "decimals": 0}  # fmt: skip
+    assert s.encoding("srcip") == {"how": "ipv4", "form": "integer"}
+    flows = load_flows(path, schema={"kinds": {"pkt": "continuous"}, "include": ["ts"]},
+                       identities=False)  # fmt: skip
     assert flows.schema.kind("pkt") == "continuous" and "ts" in flows.schema.sentence_columns
 
 

@@ -8,7 +8,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from flowjax import generate, pipeline, table, train
+from flowjax import addresses, dialects, generate, netcodecs, pipeline, table, timefmt, train
 from flowjax.eval.validity import check_rows
 from flowjax.io import load_flows
 from flowjax.schema import NUMERIC_KINDS
@@ -57,7 +57,22 @@ def check_drop_in(path, synthetic: pd.DataFrame, schema) -> None:
             assert synthetic[col].dtype == real[col].dtype, col
         if not real[col].isna().any():
             assert not synthetic[col].isna().any(), f"{col}: NaN the real column never had"
-        if _categorical(schema, col):
+        encoding = schema.encoding(col) or {}
+        if encoding.get("how") == "ipv4":  # new addresses, from octets real ones have there
+            syn, got = (addresses.to_octets(t[col], encoding["form"]) for t in (synthetic, real))
+            for k in range(4):
+                assert set(syn[:, k]) <= set(got[:, k]), f"{col}: octet {k + 1} never seen"
+        elif encoding.get("how") == "time":  # row mode: inside the capture's time span
+            fmt = timefmt.TimeFormat.from_dict(encoding["format"])
+            syn, got = (timefmt.parse(t[col], fmt) for t in (synthetic, real))
+            assert got.min() <= syn.min() and syn.max() <= got.max(), col
+        elif dialects.canonical_name(col) in dialects.PORT_KEYS and schema.dtype(col) != "string":
+            invented = set(synthetic[col].dropna()) - set(real[col].dropna())
+            ranges = set(netcodecs.port_range(real[col].dropna().to_numpy(np.float64)))
+            outside = {p for p in invented if int(netcodecs.port_range(np.array([p]))[0])
+                       not in ranges}  # fmt: skip
+            assert not outside, f"{col}: ports in a range no real port is in: {list(outside)[:5]}"
+        elif _categorical(schema, col):
             invented = set(synthetic[col].dropna()) - set(real[col].dropna())
             assert not invented, f"{col}: values the real column never had: {list(invented)[:5]}"
     for d in schema.relations.derived:

@@ -174,7 +174,7 @@ def test_extract_flows_round_trips_through_loader(tmp_path):
     pcap.extract_flows(tmp_path / "lab.pcapng", tmp_path / "flows.csv")
     flows = load_flows(tmp_path / "flows.csv")
     assert flows.report.dialect == "cicflowmeter-python"
-    assert "src_ip" not in flows.schema.sentence_columns
+    assert flows.schema.encoding("src_ip") == {"how": "ipv4", "form": "dotted"}
     assert "tot_fwd_pkts" in flows.frame.columns
 
 

@@ -174,9 +174,10 @@ def test_condition_tokens():
 def test_shared_files_tokenize_in_both_modes(shared_data):
     for path in sorted(shared_data.glob("*.csv.gz")):
         flows = load_flows(path)
-        tok = FlowTokenizer().fit(flows.frame, flows.schema)
+        tok = FlowTokenizer(port_ranges=True).fit(flows.frame, flows.schema)
         tokens = tok.encode(flows.frame)
-        assert tokens.shape == (len(flows.frame), 1 + len(flows.schema.sentence_columns))
+        octets = 3 * sum(e["how"] == "ipv4" for _, e in flows.schema.encodings)  # 4 per address
+        assert tokens.shape == (len(flows.frame), 1 + len(flows.schema.sentence_columns) + octets)
         np.testing.assert_array_equal(tok.encode(tok.decode(tokens)), tokens)
         clean = load_flows(path, policy=BadValuePolicy(nonfinite="drop"))
         paper = FlowTokenizer(mode="paper").fit(clean.frame, clean.schema)

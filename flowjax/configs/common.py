@@ -8,11 +8,19 @@ families fill `model` and override the rest per preset):
 - `tokenizer`: `mode` ('per_column' or the study's pooled 'paper' alphabet), `n_bins`,
   `exact_integers` (integer columns with at most this many values get one token per
   value; 0: off), `two_level` (numeric columns with many distinct values get a second
-  token: the interval inside their bin; off by default, see docs/results.md).
+  token: the interval inside their bin; off by default, see docs/results.md),
+  `port_ranges` (numeric port columns: frequent ports exact, the rest as well-known /
+  registered / ephemeral range tokens decoded inside the range; `flowjax.netcodecs`).
 - `data`: `label` column (empty: auto), `fraction` of the flows used,
   `nonfinite` ('token', 'drop' or 'clip'; paper mode has no NaN/Infinity
   symbol), `derive` (compute the columns that are exact functions of others
-  instead of modelling them; `flowjax.relations`), `split` fractions and `split_seed`.
+  instead of modelling them; `flowjax.relations`), `identities` (addresses as octets
+  and timestamps as binned seconds in the sentence, a 5-tuple Flow ID rebuilt;
+  `flowjax.identities`), `split` fractions and `split_seed`, and `trace`: `enabled`
+  (trace mode, `flowjax.traces`: flows sorted by time, optionally grouped into sessions
+  by the `group_by` column, modelled as a stream in windows of `window_flows` flows;
+  timestamps become gaps; the Transformer attends to the previous `context_flows` flows
+  through a ring-buffer KV cache, the WaveNet's receptive field spans them).
 - `optimizer`: `name` ('adamw' or 'sgd'), peak `learning_rate`, linear
   `warmup_steps`, cosine decay to `min_lr_ratio` x peak, `weight_decay`,
   `b1`/`b2`, global-norm `clip_norm` (0: off).
@@ -76,7 +84,13 @@ def base_config() -> ml_collections.ConfigDict:
     config = ml_collections.ConfigDict()
     config.model = ml_collections.ConfigDict()
     config.tokenizer = ml_collections.ConfigDict(
-        {"mode": "per_column", "n_bins": 49, "exact_integers": 0, "two_level": False}
+        {
+            "mode": "per_column",
+            "n_bins": 49,
+            "exact_integers": 0,
+            "two_level": False,
+            "port_ranges": True,
+        }
     )
     config.data = ml_collections.ConfigDict(
         {
@@ -84,8 +98,12 @@ def base_config() -> ml_collections.ConfigDict:
             "fraction": 1.0,
             "nonfinite": "token",
             "derive": True,
+            "identities": True,
             "split": (0.8, 0.1, 0.1),
             "split_seed": 0,
+            "trace": ml_collections.ConfigDict(
+                {"enabled": False, "window_flows": 16, "context_flows": 8, "group_by": ""}
+            ),
         }
     )
     config.optimizer = ml_collections.ConfigDict(
@@ -126,6 +144,8 @@ def paper_settings(config: ml_collections.ConfigDict) -> None:
     config.tokenizer.n_bins = 49
     config.data.nonfinite = "clip"
     config.data.derive = False  # the study modelled every numeric column
+    config.data.identities = False  # and dropped addresses and timestamps
+    config.tokenizer.port_ranges = False
     config.column_head = False  # the pooled alphabet has no per-column windows
     config.early_stopping_patience = 0  # the study trained a fixed number of steps
     config.keep_best = False

@@ -79,6 +79,7 @@ def build_model(
     seq_len: int,
     rngs: nnx.Rngs,
     windows: Windows | None = None,
+    context: int = 0,
 ) -> nnx.Module:
     """Instantiates the model of `model_config.name` for a vocabulary and sentence length.
 
@@ -89,6 +90,9 @@ def build_model(
       rngs: initialisation randomness (used only here, never in the forward pass).
       windows: per-position vocabulary windows for the per-column head (`column_windows`
         of the tokenizer's legal mask), or None for the head over the whole vocabulary.
+      context: trace mode: the positions (previous flows' symbols included) the model
+        must see back; the Transformer's attention window, the WaveNet's receptive
+        field (0: one sentence, row mode).
 
     Returns:
       The NNX module.
@@ -98,8 +102,9 @@ def build_model(
     if windows is not None and len(windows.lo) != seq_len:
         raise ValueError(f"windows for {len(windows.lo)} positions, sentences of {seq_len}")
     return MODELS[model_config.name][1](
-        model_config, vocab_size=vocab_size, seq_len=seq_len, rngs=rngs, windows=windows
-    )
+        model_config, vocab_size=vocab_size, seq_len=seq_len, rngs=rngs, windows=windows,
+        context=context,
+    )  # fmt: skip
 
 
 def count_params(model: nnx.Module) -> int:

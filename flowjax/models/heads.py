@@ -35,6 +35,11 @@ class Windows:
     lo: tuple[int, ...]
     width: int
 
+    def at(self, positions: np.ndarray) -> np.ndarray:
+        """The windows' first tokens at `positions`; a stream of sentences repeats them every
+        len(lo) positions (trace mode)."""
+        return np.asarray(self.lo, np.int32)[np.asarray(positions) % len(self.lo)]
+
 
 def column_windows(legal_mask: np.ndarray) -> Windows:
     """The narrowest common windows that hold every position's legal tokens.
@@ -81,7 +86,7 @@ def localize(
     """
     if windows is None:
         return targets, legal
-    lo = np.asarray(windows.lo[1 : targets.shape[1] + 1], np.int32)
+    lo = windows.at(np.arange(1, targets.shape[1] + 1))
     if legal is not None:
         legal = legal[np.arange(len(lo))[:, None], lo[:, None] + np.arange(windows.width)]
     return targets - lo, legal
@@ -122,10 +127,7 @@ class Head(nnx.Module):
         x = x.astype(self.dtype)
         if self.windows is None:
             return layers.logits_f32(x @ kernel + bias)
-        if x.shape[1] >= len(self.windows.lo):
-            raise ValueError(f"{x.shape[1]} positions: the column head predicts at most "
-                             f"{len(self.windows.lo) - 1}")  # fmt: skip
-        lo = np.asarray(self.windows.lo[1 : x.shape[1] + 1])
+        lo = self.windows.at(np.arange(1, x.shape[1] + 1))
         idx = lo[:, None] + np.arange(self.windows.width)  # [T, W], static
         logits = jnp.einsum("bth,htw->btw", x, kernel[:, idx]) + bias[idx]
         return layers.logits_f32(logits)
@@ -136,7 +138,7 @@ class Head(nnx.Module):
         x = x.astype(self.dtype)
         if self.windows is None:
             return layers.logits_f32(x @ kernel + bias)
-        lo = jnp.asarray(self.windows.lo, jnp.int32)[t + 1]
+        lo = jnp.asarray(self.windows.lo, jnp.int32)[(t + 1) % len(self.windows.lo)]
         width = self.windows.width
         kernel = jax.lax.dynamic_slice_in_dim(kernel, lo, width, axis=1)
         bias = jax.lax.dynamic_slice_in_dim(bias, lo, width)

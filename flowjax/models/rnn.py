@@ -141,8 +141,9 @@ class RNN(nnx.Module):
         seq_len: int,
         rngs: nnx.Rngs,
         windows: heads.Windows | None = None,
+        context: int = 0,
     ):
-        del seq_len  # the recurrence has no length limit
+        del seq_len, context  # the recurrence has no length limit; it carries every flow
         self.dtype = layers.compute_dtype(cfg.bf16)
         self.dropout = cfg.dropout
         self.embed = layers.embedding(vocab_size, cfg.embed_dim, dtype=self.dtype, rngs=rngs)

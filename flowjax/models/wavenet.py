@@ -144,11 +144,13 @@ class WaveNet(nnx.Module):
         seq_len: int,
         rngs: nnx.Rngs,
         windows: heads.Windows | None = None,
+        context: int = 0,
     ):
         dtype = layers.compute_dtype(cfg.bf16)
         self.residual = cfg.residual
         self.dropout = cfg.dropout
-        dilations = resolve_dilations(cfg.dilations, seq_len)
+        # Trace mode: the receptive field spans `context` positions (previous flows).
+        dilations = resolve_dilations(cfg.dilations, max(seq_len, context))
         self.embed = layers.embedding(vocab_size, cfg.embed_dim, dtype=dtype, rngs=rngs)
         in_proj = functools.partial(layers.dense, cfg.embed_dim, cfg.hidden, gain=1.0)
         self.in_proj = (

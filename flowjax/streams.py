@@ -1,0 +1,77 @@
+"""Generation in trace mode: each batch row is a stream of flows, decoded into a trace.
+
+The jitted scan (`flowjax.sampling`) draws `flows_per_stream` sentences per row, one after
+another, with the model's state running on from flow to flow (the Transformer's ring
+buffer holds the last `context_flows` flows). A stream's timestamps start at a draw from
+the real sessions' start times (the capture's start without sessions) and add the
+sampled gaps. The output holds the streams one after another, each in time order.
+
+Randomness: stream s's tokens depend only on (seed, s); its values inside each symbol's
+interval on (seed, s, flow), as rows do in row mode.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import jax
+import numpy as np
+import pandas as pd
+
+from flowjax import parallel, sampling, table
+from flowjax.generate import Generator, _padded
+from flowjax.netcodecs import TimeCodec
+from flowjax.tokenizer import row_uniforms
+
+DEFAULT_FLOWS_PER_STREAM = 512
+_START_SALT = 0x2545F491  # keeps the start-time draw apart from the in-bin value draws
+
+
+def stream_frames(
+    gen: Generator,
+    n: int,
+    *,
+    seed: int,
+    batch_size: int,
+    strategy: sampling.Strategy,
+    condition: dict | None = None,
+    flows_per_stream: int = DEFAULT_FLOWS_PER_STREAM,
+) -> Iterator[pd.DataFrame]:
+    """Yields the output rows of n flows, a batch of streams at a time (the last cut to n).
+
+    Args:
+      gen: a Generator of a trace-mode checkpoint.
+      n: flows in all.
+      seed: the root seed.
+      batch_size: streams per device batch (rounded up to a multiple of the device count).
+      strategy: the sampling strategy.
+      condition: {column: value} fixed in every flow of every stream (e.g. a label).
+      flows_per_stream: the length of each stream.
+    """
+    if flows_per_stream < 1:
+        raise ValueError(f"flows_per_stream must be >= 1, got {flows_per_stream}")
+    tok = gen.tokenizer
+    host_tables = sampling.make_tables(tok.legal_mask())
+    repl = parallel.replicated(gen.mesh)
+    tables = jax.device_put(host_tables, repl)
+    key = jax.device_put(jax.random.key(seed), repl)
+    fn = gen.sampler(strategy)
+    base = tok.condition_tokens(condition) if condition else np.full(tok.seq_len, -1, np.int32)
+    forced = sampling.local_forced(host_tables, np.tile(base, flows_per_stream))
+    padded = _padded(batch_size, gen.mesh)
+    gaps = next((c for c in tok.codecs if isinstance(c, TimeCodec) and c.gaps), None)
+    n_streams = -(-n // flows_per_stream)
+    for first in range(0, n_streams, batch_size):
+        rows = first + np.arange(padded, dtype=np.int32)
+        tokens, _ = fn(gen.params, gen.rest, key, parallel.shard_batch(rows, gen.mesh), tables,
+                       parallel.shard_batch(np.tile(forced, (padded, 1)), gen.mesh))  # fmt: skip
+        b = min(batch_size, n_streams - first)
+        flows = np.asarray(jax.device_get(tokens))[:b].reshape(b * flows_per_stream, -1)
+        starts = None
+        if gaps is not None:
+            u = row_uniforms(seed ^ _START_SALT, first, (b, 1))[:, 0]
+            starts = gaps.draw_starts(u)
+        offset = first * flows_per_stream
+        frame = tok.decode(flows, seed=seed, row_offset=offset, starts=starts)
+        frame = table.complete(frame, tok.schema, row_offset=offset) if tok.schema else frame
+        yield frame.iloc[: max(0, n - offset)]
