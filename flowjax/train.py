@@ -405,13 +405,15 @@ def _train(
     p_train = make_train_step(graphdef, tx, mesh, seed=tcfg.seed,
                               dropout=getattr(model_cfg, "dropout", 0.0) > 0)  # fmt: skip
     n_dev = mesh.devices.size
-    # The validation split is in shuffled order: its first rows are a random subset.
-    val = splits.val[: tcfg.eval_max_rows] if tcfg.eval_max_rows else splits.val
-    eval_bs = min(tcfg.eval_batch_size, -(-len(val) // n_dev) * n_dev)
+    flows_per_row = row_len // seq_len  # trace mode: batch sizes count flows, rows are windows
+    batch_rows = _rows(tcfg.batch_size, flows_per_row, n_dev)
+    most = max(1, tcfg.eval_max_rows // flows_per_row) if tcfg.eval_max_rows else 0
+    val = _spread(splits.val, most)
+    eval_bs = min(_rows(tcfg.eval_batch_size, flows_per_row, n_dev), -(-len(val) // n_dev) * n_dev)
     parallel.check_batch_size(eval_bs, mesh, flag="eval_batch_size")
     evaluate = make_eval_fn(graphdef, mesh, batch_size=eval_bs)
     schedule = learning_rate_schedule(tcfg.optimizer, tcfg.num_steps)
-    tokens_per_step = tcfg.batch_size * (row_len - 1)
+    tokens_per_step = batch_rows * (row_len - 1)
     step = start = int(state["step"])
     pending: list[dict[str, jax.Array]] = []
     history: list[dict[str, float]] = []
@@ -423,7 +425,7 @@ def _train(
                     disable=None if parallel.is_main_process() else True)  # fmt: skip
     with jax.set_mesh(mesh), bar:
         for step in range(start + 1, tcfg.num_steps + 1):
-            batch = get_batch(splits.train, step=step - 1, batch_size=tcfg.batch_size,
+            batch = get_batch(splits.train, step=step - 1, batch_size=batch_rows,
                               seed=tcfg.seed)  # fmt: skip
             state, metrics = p_train(state, parallel.shard_batch(batch, mesh), legal)
             pending.append(metrics)
@@ -519,6 +521,21 @@ def _log_above_bar(message: str, *args: Any) -> None:
     """Logs at INFO with any progress bar cleared first and redrawn after."""
     with tqdm.tqdm.external_write_mode(file=sys.stderr):
         logging.info(message, *args, stacklevel=2)  # reports the caller's line
+
+
+def _spread(rows: np.ndarray, most: int) -> np.ndarray:
+    """At most `most` rows (0: all), evenly spaced: the splits are in table (or stream) order."""
+    if not most or len(rows) <= most:
+        return rows
+    return rows[np.linspace(0, len(rows) - 1, most).astype(np.int64)]
+
+
+def _rows(flows: int, flows_per_row: int, n_dev: int) -> int:
+    """Rows of a batch of `flows` flows: trace-mode windows of `flows_per_row` (at least one
+    per device, a multiple of the device count); sentences in row mode."""
+    if flows_per_row == 1:
+        return flows
+    return max(1, flows // flows_per_row // n_dev) * n_dev
 
 
 def _bits_per_column(nats_per_flow: float, seq_len: int) -> float:

@@ -24,7 +24,8 @@ families fill `model` and override the rest per preset):
 - `optimizer`: `name` ('adamw' or 'sgd'), peak `learning_rate`, linear
   `warmup_steps`, cosine decay to `min_lr_ratio` x peak, `weight_decay`,
   `b1`/`b2`, global-norm `clip_norm` (0: off).
-- loop: global `batch_size` (split over every device), `num_steps`,
+- loop: global `batch_size` (split over every device; flows, so that in trace mode a
+  batch holds batch_size / window_flows windows), `num_steps`,
   `eval_every`, `eval_batch_size`, `eval_max_rows` (evaluations score at most this
   many validation rows, a random subset; 0: all), `log_every`, `checkpoint_every`,
   `keep_checkpoints`, `seed` (init and data order), `mask_logits` (score only
