@@ -34,6 +34,9 @@ flags.DEFINE_integer("num_flows", 10_000, "synthetic flows to generate and evalu
 flags.DEFINE_integer("seed", 0, "generation and evaluation seed")
 flags.DEFINE_bool("trace", False, "trace mode: model the flows as a stream in time order "
                   "(config.data.trace; flowjax.traces)")  # fmt: skip
+flags.DEFINE_string("pseudonymise_key_file", "", "a file holding a passphrase: addresses are "
+                    "replaced by keyed prefix-preserving Crypto-PAn pseudonyms before training "
+                    "(config.data.pseudonymise_key_file)")  # fmt: skip
 flags.DEFINE_bool("verbose", False, "also show orbax's INFO logs (each checkpoint save's steps)")
 FLAGS = flags.FLAGS
 
@@ -54,6 +57,7 @@ def main(argv):
     if FLAGS.patience is not None:
         config.early_stopping_patience = FLAGS.patience
     config.data.trace.enabled = FLAGS.trace
+    config.data.pseudonymise_key_file = FLAGS.pseudonymise_key_file
     workdir = Path(FLAGS.workdir)
     result = pipeline.run_model(
         config, data=FLAGS.data, workdir=workdir / "model", num_flows=(FLAGS.num_flows,),

@@ -14,13 +14,14 @@ import functools
 import hashlib
 import json
 import os
+from pathlib import Path
 from typing import Any
 
 import ml_collections
 import numpy as np
 import pandas as pd
 
-from flowjax import traces
+from flowjax import addresses, traces
 from flowjax.io import BadValuePolicy, load_flows
 from flowjax.schema import Schema
 from flowjax.tokenizer import FlowTokenizer
@@ -138,11 +139,30 @@ def load_table(
     if not 0 < dc.fraction <= 1:
         raise ValueError(f"config.data.fraction must be in (0, 1], got {dc.fraction}")
     flows = load_flows(data, label=dc.label or None, policy=BadValuePolicy(nonfinite=dc.nonfinite),
-                       derive=dc.derive, identities=dc.get("identities", False))  # fmt: skip
+                       derive=dc.derive, identities=dc.get("identities", False),
+                       pseudonymise_key=pseudonymisation_key(config))  # fmt: skip
     frame = flows.frame
     if dc.fraction < 1:
         frame = frame.sample(frac=dc.fraction, random_state=dc.split_seed).reset_index(drop=True)
     return frame, flows.schema
+
+
+def pseudonymisation_key(config: ml_collections.ConfigDict) -> bytes | None:
+    """The Crypto-PAn key read from `config.data.pseudonymise_key_file` (None: no file set).
+
+    The file holds a passphrase (its SHA-256 is the key); only its path is in the config,
+    so checkpoints never hold the key.
+    """
+    path = config.data.get("pseudonymise_key_file") or ""
+    if not path:
+        return None
+    try:
+        text = Path(path).read_text().strip()
+    except OSError as e:
+        raise ValueError(f"{path}: cannot read the pseudonymisation key file ({e})") from e
+    if not text:
+        raise ValueError(f"{path}: the pseudonymisation key file is empty")
+    return addresses.key_from_text(text)
 
 
 def encode_table(

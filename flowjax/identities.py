@@ -23,6 +23,22 @@ from flowjax.schema import Schema
 FIVE_TUPLE = ("src_ip", "dst_ip", "src_port", "dst_port", "protocol")
 
 
+def pseudonymise(frame: pd.DataFrame, schema: Schema, key: bytes) -> pd.DataFrame:
+    """The table with every address column mapped by keyed, prefix-preserving Crypto-PAn
+    (`addresses.pseudonymise`); a Flow ID that is the 5-tuple is rewritten to match."""
+    columns = [c for c, kind in schema.kinds if kind == "ip"]
+    out = addresses.pseudonymise(frame, columns, key)
+    for col, kind in schema.kinds:
+        fill = flow_id_fill(frame, col) if kind == "identifier" else None
+        if fill is None:
+            continue
+        forward = frame[col].astype(str).to_numpy() == build_flow_id(frame, fill["columns"],
+                                                                     reverse=False)  # fmt: skip
+        out[col] = np.where(forward, build_flow_id(out, fill["columns"], reverse=False),
+                            build_flow_id(out, fill["columns"], reverse=True))  # fmt: skip
+    return out
+
+
 def with_identities(frame: pd.DataFrame, schema: Schema) -> Schema:
     """The schema with address and timestamp columns in the sentence, and Flow ID rebuilt.
 

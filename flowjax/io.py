@@ -22,7 +22,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from flowjax import dialects, relations, zeek
-from flowjax.identities import with_identities
+from flowjax.identities import pseudonymise, with_identities
 from flowjax.schema import Schema, choose_label, infer_schema
 
 # Strings that stand for a missing or non-finite number in flow tables.
@@ -79,6 +79,7 @@ class ValidationReport:
     dependencies: list[str] = dataclasses.field(default_factory=list)
     renamed_columns: dict[str, str] = dataclasses.field(default_factory=dict)  # 'X.1' -> 'X'
     negative_values: dict[str, int] = dataclasses.field(default_factory=dict)  # col -> rows
+    pseudonymised: list[str] = dataclasses.field(default_factory=list)  # Crypto-PAn columns
 
     def to_dict(self) -> dict:
         return dataclasses.asdict(self)
@@ -89,6 +90,8 @@ class ValidationReport:
             f"{self.path}: dialect {self.dialect}, {self.rows_read} rows read, "
             f"{self.rows_kept} kept, {self.duplicate_rows} duplicate rows"
         ]
+        if self.pseudonymised:
+            lines.append(f"  addresses pseudonymised (Crypto-PAn): {', '.join(self.pseudonymised)}")
         if self.header_rows_removed:
             lines.append(f"  repeated header rows removed: {self.header_rows_removed}")
         for reason, n in self.dropped.items():
@@ -344,6 +347,7 @@ def load_flows(
     policy: BadValuePolicy | None = None,
     derive: bool = True,
     identities: bool = True,
+    pseudonymise_key: bytes | None = None,
 ) -> Flows:
     """Loads, normalises and validates a flow table and infers its schema.
 
@@ -359,6 +363,9 @@ def load_flows(
         the dependent columns out of the sentence (they are computed when decoding).
       identities: put addresses and timestamps in the sentence and rebuild a 5-tuple
         `Flow ID` (`flowjax.identities`); off, they are missing from generated tables.
+      pseudonymise_key: a 32-byte Crypto-PAn key (`addresses.key_from_text`): every address
+        column is replaced by its keyed prefix-preserving pseudonym before anything else
+        sees the table, so no real address can reach a model or its output.
 
     Returns:
       The table with its schema and validation report.
@@ -389,6 +396,9 @@ def load_flows(
     inferred = infer_schema(
         frame, label=label_col, dialect=report.dialect, override=_read_override(schema)
     )
+    if pseudonymise_key is not None:
+        frame = pseudonymise(frame, inferred, pseudonymise_key)
+        report.pseudonymised = [c for c, kind in inferred.kinds if kind == "ip"]
     if zeek.is_zeek(path):  # generated tables are written back as Zeek logs
         inferred = dataclasses.replace(
             inferred, source_format={"format": "zeek", **zeek.read_header(path)}

@@ -23,6 +23,8 @@ from flax import nnx
 from flowjax import configs, generate, parallel, table, traces, train
 from flowjax import data as fjdata
 from flowjax import eval as fjeval
+from flowjax.eval.privacy import addresses_of
+from flowjax.io import load_flows
 from flowjax.models import ngram
 from flowjax.tokenizer import FlowTokenizer
 
@@ -131,6 +133,14 @@ def fit(
     return generate.load_generator(workdir), prepared, metrics
 
 
+def original_addresses(config: ml_collections.ConfigDict, data: str | os.PathLike) -> set | None:
+    """The real addresses of a pseudonymised run's table (for the privacy count), else None."""
+    if not config.data.get("pseudonymise_key_file"):
+        return None
+    flows = load_flows(data, label=config.data.label or None, derive=False, identities=False)
+    return addresses_of(flows.frame)
+
+
 def run_model(
     config: ml_collections.ConfigDict,
     *,
@@ -155,7 +165,9 @@ def run_model(
     scored = synthetic[list(real.train.columns)]
     t2 = time.perf_counter()
     reports = {}
-    common = dict(categorical=real.categorical, label=real.label, seed=seed, **(eval_kwargs or {}))
+    leaks = original_addresses(config, data)
+    common = dict(categorical=real.categorical, label=real.label, seed=seed,
+                  real_addresses=leaks, **(eval_kwargs or {}))  # fmt: skip
     for n in sorted(num_flows):
         sample = scored.iloc[:n]
         if n == largest:

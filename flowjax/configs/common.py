@@ -16,7 +16,10 @@ families fill `model` and override the rest per preset):
   symbol), `derive` (compute the columns that are exact functions of others
   instead of modelling them; `flowjax.relations`), `identities` (addresses as octets
   and timestamps as binned seconds in the sentence, a 5-tuple Flow ID rebuilt;
-  `flowjax.identities`), `split` fractions and `split_seed`, and `trace`: `enabled`
+  `flowjax.identities`), `pseudonymise_key_file` (a file holding a passphrase: every
+  address is replaced by its keyed prefix-preserving Crypto-PAn pseudonym before
+  training; the key stays with the user, only the path is in the config), `split`
+  fractions and `split_seed`, and `trace`: `enabled`
   (trace mode, `flowjax.traces`: flows sorted by time, optionally grouped into sessions
   by the `group_by` column, modelled as a stream in windows of `window_flows` flows;
   timestamps become gaps; the Transformer attends to the previous `context_flows` flows
@@ -100,6 +103,7 @@ def base_config() -> ml_collections.ConfigDict:
             "nonfinite": "token",
             "derive": True,
             "identities": True,
+            "pseudonymise_key_file": "",
             "split": (0.8, 0.1, 0.1),
             "split_seed": 0,
             "trace": ml_collections.ConfigDict(

@@ -99,6 +99,7 @@ def evaluate(
     sections: Sequence[str] = SECTIONS,
     ocsvm_protocols: Sequence[str] = tuple(inliers.PROTOCOLS),
     threads: int | None = 1,
+    real_addresses: set[str] | None = None,
 ) -> EvalReport:
     """Scores a synthetic flow table against real training data, next to a real reference.
 
@@ -119,6 +120,9 @@ def evaluate(
         all cores). The default of 1 is deliberate: on a machine shared with other
         busy processes, scikit-learn's spinning OpenMP threads made the gradient-
         boosted classifiers 10-40x slower, while one thread costs at most ~2x.
+      real_addresses: the original addresses of the real tables when they were
+        pseudonymised for training (`privacy.addresses_of` of the unpseudonymised table):
+        the privacy section counts those that appear in the synthetic table.
 
     Returns:
       The report.
@@ -167,7 +171,7 @@ def evaluate(
         "coverage": lambda: coverage.coverage(tables),
         "inliers": lambda: inliers.inlier_rates(tables, protocols=tuple(ocsvm_protocols)),
         "utility": lambda: utility.utility(tables, max_rows=max_fit_rows),
-        "privacy": lambda: privacy.privacy(tables),
+        "privacy": lambda: privacy.privacy(tables, real_addresses),
         "validity": lambda: validity.validity(synthetic, holdout),
         "network": lambda: network.network(tables, max_windows=max_fit_rows // 2),
     }

@@ -9,7 +9,10 @@ near 0.5; the reference measures it on H1. The membership-inference attack
 scores each row of T (members) and H2 (non-members) by its distance to the
 nearest scored row; its ROC AUC is 0.5 when the scored table leaks nothing.
 Exact copies are counted on all evaluated rows: real flows repeat, so the
-synthetic copy rate is read against the holdout's copy rate.
+synthetic copy rate is read against the holdout's copy rate. Where the tables
+have address columns, the share of the synthetic table's distinct addresses that
+are real ones is counted (against the original addresses when the training data
+was pseudonymised; the holdout's overlap with train is the reference).
 """
 
 from __future__ import annotations
@@ -21,6 +24,7 @@ import pandas as pd
 from sklearn.metrics import roc_auc_score
 from sklearn.neighbors import NearestNeighbors
 
+from flowjax import dialects
 from flowjax.eval.features import Tables, category_strings, numeric_values, subsample
 from flowjax.eval.report import Row, Section
 
@@ -47,8 +51,34 @@ def _nearest(reference: np.ndarray, queries: np.ndarray) -> np.ndarray:
     return dist[:, 0]
 
 
-def privacy(tables: Tables) -> Section:
-    """DCR, share closer to training than to holdout, exact copies and membership-inference AUC.
+def addresses_of(frame: pd.DataFrame) -> set[str]:
+    """The distinct values of a table's source and destination address columns, as text."""
+    keys = dialects.canonical_columns(frame.columns)
+    cols = [c for c, k in keys.items() if k in dialects.IP_KEYS]
+    return set(category_strings(pd.concat([frame[c] for c in cols]))) if cols else set()
+
+
+def _address_row(tables: Tables, real_addresses: set[str] | None) -> Row | None:
+    """Share of the synthetic table's distinct addresses that are real, vs the holdout's."""
+    synthetic = addresses_of(tables.synthetic)
+    if not synthetic:
+        return None
+    train = addresses_of(tables.train)
+    real = real_addresses if real_addresses is not None else train | addresses_of(tables.holdout)
+    holdout = addresses_of(tables.holdout)
+    return Row(
+        "real addresses in the output %",
+        100 * len(synthetic & real) / len(synthetic),
+        100 * len(holdout & train) / max(len(holdout), 1),
+        "distinct addresses; reference: holdout's in train"
+        + ("; against the original (pseudonymised run)" if real_addresses is not None else ""),
+    )
+
+
+def privacy(tables: Tables, real_addresses: set[str] | None = None) -> Section:
+    """DCR, share closer to training than to holdout, exact copies, membership-inference AUC,
+    and the share of synthetic addresses that are real (`real_addresses`: the original ones
+    of a pseudonymised run; default, those of train and holdout).
 
     Returns:
       A section with headline rows; details hold DCR quantiles and sample sizes.
@@ -110,6 +140,9 @@ def privacy(tables: Tables) -> Section:
         ),
         Row("membership-inference AUC", s["mia_auc"], r["mia_auc"], "distance attack; 0.5 best"),
     ]
+    address_row = _address_row(tables, real_addresses)
+    if address_row is not None:
+        rows.append(address_row)
     details = {
         **out,
         "rows": {"train_dcr": len(t_dcr), "train_vs_holdout": len(t), "holdout_half": len(h2)},
