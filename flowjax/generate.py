@@ -311,6 +311,7 @@ def generate(
     batch_size: int = 4096,
     strategy: sampling.Strategy = DEFAULT_STRATEGY,
     flows_per_stream: int | None = None,
+    prompt: pd.DataFrame | None = None,
 ) -> pd.DataFrame:
     """Generates n flows in memory.
 
@@ -327,6 +328,7 @@ def generate(
         in trace mode, streams per chunk.
       strategy: Greedy(), Temperature(t), TopK(k, t) or TopP(p, t).
       flows_per_stream: trace mode: flows per generated stream (`flowjax.streams`).
+      prompt: trace mode: real flows (input columns, time order) that open every stream.
 
     Returns:
       A DataFrame with n rows and the input table's columns and dtypes, in row order
@@ -342,7 +344,8 @@ def generate(
                    disable=None if parallel.is_main_process() else True) as bar:  # fmt: skip
         for frame in _frames(gen, n, seed=seed, condition=condition,
                              class_balance=class_balance, batch_size=batch_size,
-                             strategy=strategy, flows_per_stream=flows_per_stream):  # fmt: skip
+                             strategy=strategy, flows_per_stream=flows_per_stream,
+                             prompt=prompt):  # fmt: skip
             frames.append(frame)
             bar.update(len(frame))
     if not frames:
@@ -361,9 +364,12 @@ def _frames(
     strategy: sampling.Strategy,
     flows_per_stream: int | None,
     starts: list[int] | None = None,
+    prompt: pd.DataFrame | None = None,
 ) -> Iterator[pd.DataFrame]:
     """Output rows chunk by chunk: rows `starts` (default: all n), or streams in trace mode."""
     if gen.trace is None:
+        if prompt is not None:
+            raise ValueError("a prompt needs a trace-mode model (config.data.trace)")
         starts = list(range(0, n, batch_size)) if starts is None else starts
         chunks = token_chunks(gen, starts, num_rows=n, seed=seed, batch_size=batch_size,
                               strategy=strategy, condition=condition,
@@ -378,7 +384,7 @@ def _frames(
                          "flow's class in context; condition on the label to fix it")  # fmt: skip
     yield from streams.stream_frames(
         gen, n, seed=seed, batch_size=batch_size, strategy=strategy, condition=condition,
-        flows_per_stream=flows_per_stream or streams.DEFAULT_FLOWS_PER_STREAM,
+        flows_per_stream=flows_per_stream or streams.DEFAULT_FLOWS_PER_STREAM, prompt=prompt,
     )  # fmt: skip
 
 

@@ -18,7 +18,7 @@ import jax
 import numpy as np
 import pandas as pd
 
-from flowjax import parallel, sampling, table
+from flowjax import parallel, sampling, table, timefmt
 from flowjax.generate import Generator, _padded
 from flowjax.netcodecs import TimeCodec
 from flowjax.tokenizer import row_uniforms
@@ -36,6 +36,7 @@ def stream_frames(
     strategy: sampling.Strategy,
     condition: dict | None = None,
     flows_per_stream: int = DEFAULT_FLOWS_PER_STREAM,
+    prompt: pd.DataFrame | None = None,
 ) -> Iterator[pd.DataFrame]:
     """Yields the output rows of n flows, a batch of streams at a time (the last cut to n).
 
@@ -47,9 +48,14 @@ def stream_frames(
       strategy: the sampling strategy.
       condition: {column: value} fixed in every flow of every stream (e.g. a label).
       flows_per_stream: the length of each stream.
+      prompt: real flows (the input's columns, in time order) that open every stream: the
+        model continues them, and the streams start at the prompt's first timestamp.
     """
     if flows_per_stream < 1:
         raise ValueError(f"flows_per_stream must be >= 1, got {flows_per_stream}")
+    if prompt is not None and not 0 < len(prompt) <= flows_per_stream:
+        raise ValueError(f"the prompt has {len(prompt)} flows; give 1 to flows_per_stream "
+                         f"({flows_per_stream})")  # fmt: skip
     tok = gen.tokenizer
     host_tables = sampling.make_tables(tok.legal_mask())
     repl = parallel.replicated(gen.mesh)
@@ -57,9 +63,12 @@ def stream_frames(
     key = jax.device_put(jax.random.key(seed), repl)
     fn = gen.sampler(strategy)
     base = tok.condition_tokens(condition) if condition else np.full(tok.seq_len, -1, np.int32)
-    forced = sampling.local_forced(host_tables, np.tile(base, flows_per_stream))
-    padded = _padded(batch_size, gen.mesh)
+    forced = np.tile(base, flows_per_stream)
     gaps = next((c for c in tok.codecs if isinstance(c, TimeCodec) and c.gaps), None)
+    if prompt is not None:  # the prompt's sentences open every stream (its first gap is 0)
+        forced[: len(prompt) * tok.seq_len] = tok.encode(prompt.reset_index(drop=True)).ravel()
+    forced = sampling.local_forced(host_tables, forced)
+    padded = _padded(batch_size, gen.mesh)
     n_streams = -(-n // flows_per_stream)
     for first in range(0, n_streams, batch_size):
         rows = first + np.arange(padded, dtype=np.int32)
@@ -68,7 +77,10 @@ def stream_frames(
         b = min(batch_size, n_streams - first)
         flows = np.asarray(jax.device_get(tokens))[:b].reshape(b * flows_per_stream, -1)
         starts = None
-        if gaps is not None:
+        if gaps is not None and prompt is not None:
+            fmt = timefmt.TimeFormat.from_dict(gaps.fmt)
+            starts = np.full(b, timefmt.parse(prompt[gaps.name].iloc[:1], fmt)[0])
+        elif gaps is not None:
             u = row_uniforms(seed ^ _START_SALT, first, (b, 1))[:, 0]
             starts = gaps.draw_starts(u)
         offset = first * flows_per_stream

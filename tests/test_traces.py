@@ -3,6 +3,7 @@
 import jax
 import jax.numpy as jnp
 import numpy as np
+import pandas as pd
 import pytest
 from flax import nnx
 
@@ -75,3 +76,62 @@ def test_transformer_window_limits_attention():
     near[0, last - CONTEXT * S + 1] = (near[0, last - CONTEXT * S + 1] % (V - 1)) + 1
     np.testing.assert_allclose(model(jnp.asarray(far), train=False)[0, last], base, atol=1e-6)
     assert np.abs(model(jnp.asarray(near), train=False)[0, last] - base).max() > 1e-4
+
+
+@pytest.fixture(scope="module")
+def lab_trace_run(tmp_path_factory):
+    """A tiny trace-mode GRU trained for a few steps on the lab capture."""
+    from flowjax import configs, train
+
+    config = configs.get_config("rnn", "tiny")
+    config.data.trace.enabled = True
+    config.update(num_steps=10, checkpoint_every=10, eval_every=10)
+    workdir = tmp_path_factory.mktemp("trace")
+    _, prepared = train.train_model(config, workdir, data="lab")
+    return workdir, prepared
+
+
+def test_trace_data_are_windows_of_the_stream_in_time_order(lab_trace_run):
+    _, prepared = lab_trace_run
+    tok, splits, frame = prepared.tokenizer, prepared.splits, prepared.frame
+    assert splits.train.shape[1] == 16 * tok.seq_len  # window_flows sentences end to end
+    times = pd.to_datetime(frame["timestamp"])
+    assert times.is_monotonic_increasing
+    n = sum(len(i) for i in (splits.train_idx, splits.val_idx, splits.test_idx))
+    assert n == len(frame) // 16 * 16
+    first = splits.train_idx[:16]  # the first training window, as its sentences
+    np.testing.assert_array_equal(splits.train[0].reshape(16, -1)[:, 0], 0)
+    codec = tok.codecs[tok.columns.index("timestamp")]
+    assert codec.gaps and codec.starts == [codec.origin]
+    gaps = np.diff(times.iloc[first].astype("int64").to_numpy() / 1e9)
+    decoded = codec.decode(splits.train[0].reshape(16, -1)[1:, 1 + tok.columns.index("timestamp")],
+                           np.full(15, 0.5), midpoint=True)  # fmt: skip
+    assert ((decoded == 0) == (gaps == 0)).all()  # the zero-gap token is exact
+
+
+def test_streams_honour_conditions_and_prompts(lab_trace_run, tmp_path):
+    from flowjax import generate
+
+    workdir, prepared = lab_trace_run
+    gen = generate.load_generator(workdir)
+    out = generate.generate(gen, 40, seed=1, flows_per_stream=20, batch_size=2,
+                            condition={"label": "PortScan"})  # fmt: skip
+    assert len(out) == 40 and (out["label"] == "PortScan").all()
+    for stream in (out.iloc[:20], out.iloc[20:]):
+        assert pd.to_datetime(stream["timestamp"]).is_monotonic_increasing
+    prompt = prepared.frame.iloc[100:103]
+    out = generate.generate(gen, 40, seed=1, flows_per_stream=20, batch_size=2, prompt=prompt)
+    for stream in (out.iloc[:20], out.iloc[20:]):
+        opened = stream.iloc[:3].reset_index(drop=True)
+        for col in ("src_ip", "dst_ip", "protocol", "label"):  # exact tokens
+            assert (opened[col].to_numpy() == prompt[col].to_numpy()).all(), col
+        tok = gen.tokenizer  # every other column inside the prompt's bin or port range
+        np.testing.assert_array_equal(tok.encode(opened), tok.encode(prompt.reset_index(drop=True)))
+        assert opened["timestamp"].iloc[0] == prompt["timestamp"].iloc[0]
+    path = generate.generate_to_files(gen, 30, tmp_path / "trace.csv", flows_per_stream=10,
+                                      batch_size=2, progress=False)  # fmt: skip
+    assert len(pd.read_csv(path)) == 30
+    with pytest.raises(ValueError, match="one file"):
+        generate.generate_to_files(gen, 30, tmp_path / "shards", progress=False)
+    with pytest.raises(ValueError, match="class"):
+        generate.generate(gen, 10, class_balance="uniform")
