@@ -182,7 +182,10 @@ def encode_table(
     if trace is not None:
         return _encode_stream(config, trace, frame, schema, source=source,
                               tokenizer_json=tokenizer_json)  # fmt: skip
-    labels = frame[schema.label].to_numpy() if schema.label else None
+    labels = frame[schema.label] if schema.label else None
+    if labels is not None and labels.isna().any():  # a missing label (Zeek's "-"): a stratum
+        labels = labels.map(str)
+    labels = None if labels is None else labels.to_numpy()
     try:
         tr, va, te = split_indices(len(frame), labels, fractions=tuple(dc.split),
                                    seed=dc.split_seed)  # fmt: skip

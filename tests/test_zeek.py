@@ -186,3 +186,26 @@ def test_bad_rows_name_file_and_line(tmp_path):
     path.write_text("#separator \\x09\n#path\tconn\n")
     with pytest.raises(ValueError, match="without a #fields line"):
         zeek.read_zeek(path)
+
+
+def test_generated_tables_are_written_back_as_zeek_logs(tmp_path):
+    """A model trained on a conn.log writes .log output as a conn.log with its header."""
+    from flowjax import generate, pipeline
+
+    path = tmp_path / "conn.log.labeled"
+    path.write_text(conn_log(ROWS * 10))
+    gen, _, _ = pipeline.fit(pipeline.model_config("marginals", "default"), path, tmp_path / "r")
+    assert gen.tokenizer.schema.source_format["format"] == "zeek"
+    out = generate.generate_to_files(gen, 50, tmp_path / "synthetic.log", progress=False)
+    frame, meta = zeek.read_zeek(out)
+    original, original_meta = zeek.read_zeek(path)
+    assert meta["fields"] == original_meta["fields"] and meta["types"] == original_meta["types"]
+    assert len(frame) == 50 and out.read_text().rstrip().splitlines()[-1].startswith("#close")
+    assert set(frame["proto"]) <= set(original["proto"])
+    # A column with an IPv6 address is modelled as categories: only real addresses come out.
+    assert set(frame["id.resp_h"]) <= set(original["id.resp_h"])
+    with pytest.raises(ValueError, match="Zeek output needs"):
+        generate.generate_to_files(
+            pipeline.fit(pipeline.model_config("marginals", "default"), "lab", tmp_path / "l")[0],
+            10, tmp_path / "lab.log", progress=False,
+        )  # fmt: skip
