@@ -1,16 +1,24 @@
 #!/usr/bin/env bash
-# Records flowjax's lab dataset: benign traffic and bounded attacks between four hosts in
-# network namespaces, captured with tcpdump, turned into flows and labelled by attack window.
+# Records flowjax's lab datasets: benign traffic and bounded attacks between hosts in network
+# namespaces, captured with tcpdump, turned into flows and labelled by attack window.
 #
 # Usage (root; Debian packages and the flow meter as in flowjax/datasets/lab/README.md):
-#   PYTHON=.venv/bin/python experiments/capture_lab.sh [OUTDIR]     # about 6 minutes
+#   PYTHON=.venv/bin/python experiments/capture_lab.sh [OUTDIR]     # `lab`, about 6 minutes
+#   DATASET=lab-trace PYTHON=.venv/bin/python experiments/capture_lab.sh [OUTDIR]  # ~25 min
 # Writes OUTDIR/{lab.pcap, windows.csv, flows.csv, flows.csv.gz, versions.txt, logs/}.
 #
-# Containment: the hosts live in namespaces fjlab-{srv,cli1,cli2,atk}, each joined by a veth
-# pair to a bridge in namespace fjlab-sw. Both ends of every veth are created inside those
-# namespaces; the host's own interfaces and routes are never touched. Addresses are 10.66.0.0/24
-# with no default route, and each namespace resolves names with the lab's own DNS server, so
-# no packet can leave. Every loop is bounded by a count and a time limit, every tool runs under
+# DATASET=lab (the default): four hosts, srv, cli1, cli2 (two users each) and atk; the five
+#   attacks run one after another, 10 s apart, in a capture of about 4 minutes.
+# DATASET=lab-trace: eleven hosts, srv, cli1-cli8 (nine users, from heavy to light) and two
+#   attackers atk1 and atk2; TRACE_S (default 1200) seconds of benign traffic, with ten
+#   bounded attacks at seeded times spread across it. TRACE_S=120 is a short dry run (the
+#   attacks then run back to back, so it takes about 7 minutes).
+#
+# Containment: the hosts live in namespaces fjlab-<host> (fjlab-srv, fjlab-cli1, ..., and
+# fjlab-atk or fjlab-atk1 and fjlab-atk2), each joined by a veth pair to a bridge in namespace
+# fjlab-sw. Both ends of every veth are created inside those namespaces; the host's own
+# interfaces and routes are never touched. Addresses are 10.66.0.0/24 with no default route,
+# and each namespace resolves names with the lab's own DNS server, so no packet can leave. Every loop is bounded by a count and a time limit, every tool runs under
 # `timeout`, and an EXIT trap kills what the script started (by PID and by namespace) and
 # deletes the namespaces, the per-namespace resolv.conf files and the lab's user account.
 set -euo pipefail
@@ -19,16 +27,44 @@ OUT=$(realpath -m "${1:-lab_capture}")
 PY=${PYTHON:-python3}
 REPO=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 SEED=${SEED:-6}
-BENIGN_LEAD_S=20      # benign-only traffic before the first attack
-GAP_S=10              # benign-only traffic between attacks, and after the last one
-CLIENT_MAX_S=420      # hard cap on each benign client's run time
-CLIENT_MAX_ACTIONS=600
+DATASET=${DATASET:-lab}
 export TZ=UTC LC_ALL=C
 
 NET=10.66.0
-SRV=$NET.10 CLI1=$NET.21 CLI2=$NET.22 ATK=$NET.66
-HOSTS=(srv cli1 cli2 atk)
-declare -A ADDR=([srv]=$SRV [cli1]=$CLI1 [cli2]=$CLI2 [atk]=$ATK)
+SRV=$NET.10
+declare -A ADDR=([srv]=$SRV)
+case $DATASET in
+  lab)
+    BENIGN_LEAD_S=20      # benign-only traffic before the first attack
+    GAP_S=10              # benign-only traffic between attacks, and after the last one
+    CLIENT_MAX_S=420      # hard cap on each benign client's run time
+    CLIENT_MAX_ACTIONS=600
+    CLIENTS=(cli1 cli2)
+    ATTACKERS=(atk)
+    # One benign user per entry: host, profile (see benign_client), mean think time (empty:
+    # uniform 0-1.9 s).
+    USERS=("cli1 mixed" "cli1 mixed" "cli2 mixed" "cli2 mixed")
+    ;;
+  lab-trace)
+    TRACE_S=${TRACE_S:-1200}  # capture length: benign traffic from start to end
+    [[ $TRACE_S =~ ^[0-9]+$ ]] && ((TRACE_S >= 60 && TRACE_S <= 1800)) \
+      || { echo "TRACE_S must be 60-1800 seconds" >&2; exit 2; }
+    BENIGN_LEAD_S=$((TRACE_S / 20))  # benign-only traffic before the first attack's slot
+    TAIL_S=$((TRACE_S / 20))         # and at least this much after the last attack
+    MIN_GAP_S=3                      # at least this much between two attacks
+    CLIENT_MAX_S=$((TRACE_S + 600))  # hard cap on each benign client's run time
+    CLIENT_MAX_ACTIONS=3000
+    CLIENTS=(cli1 cli2 cli3 cli4 cli5 cli6 cli7 cli8)
+    ATTACKERS=(atk1 atk2)
+    # Heavy to light: cli1 has two busy users, cli8 one who acts every 40 s or so.
+    USERS=("cli1 mixed 0.8" "cli1 web 1.2" "cli2 web 1.0" "cli3 admin 4" "cli4 web 6"
+           "cli5 files 10" "cli6 mixed 15" "cli7 web 25" "cli8 admin 40")
+    ;;
+  *) echo "DATASET must be lab or lab-trace" >&2; exit 2 ;;
+esac
+for i in "${!CLIENTS[@]}"; do ADDR[${CLIENTS[i]}]=$NET.$((21 + i)); done
+for i in "${!ATTACKERS[@]}"; do ADDR[${ATTACKERS[i]}]=$NET.$((66 + i)); done
+HOSTS=(srv "${CLIENTS[@]}" "${ATTACKERS[@]}")
 LAB_USER=fjlab
 LAB_PASS=wintergarden42
 T=""  # work dir, made in main after the preflight checks
@@ -167,8 +203,11 @@ secure_chroot_dir=/var/run/vsftpd/empty
 seccomp_sandbox=NO
 xferlog_enable=NO
 EOF
-  printf '%s www.lab ssh.lab ftp.lab files.lab intranet.lab\n%s cli1.lab\n%s cli2.lab\n' \
-    "$SRV" "$CLI1" "$CLI2" > "$T/dns/hosts"
+  local h
+  {
+    echo "$SRV www.lab ssh.lab ftp.lab files.lab intranet.lab"
+    for h in "${CLIENTS[@]}"; do echo "${ADDR[$h]} $h.lab"; done
+  } > "$T/dns/hosts"
   # `ip netns exec` execs the command, so $! is the service's own PID.
   ip netns exec fjlab-srv nginx -p "$T/nginx" -c "$T/nginx/nginx.conf" -e "$T/nginx/error.log" \
     > "$OUT/logs/nginx.log" 2>&1 & PIDS+=($!)
@@ -192,47 +231,117 @@ EOF
 
 # One benign user: web pages (names resolved by the lab DNS), DNS look-ups, SSH sessions,
 # scp and FTP downloads, with think times. Stops at the stop file, the time cap or the count.
+# The profile weights the actions (12 draws: W page, K three pages on one connection, N a
+# missing page, D a known name, X an unknown name, S ssh, C scp, F ftp); `mixed` is the `lab`
+# user. Think time: uniform 0-1.9 s, or exponential with the given mean, capped at 8 means.
 benign_client() {
-  local seed=$1 stop=$2 max_s=$3 max_n=$4 n=0 end page
+  local seed=$1 stop=$2 max_s=$3 max_n=$4 profile=${5:-mixed} think=${6:-} n=0 end page acts
+  local whole frac k
   end=$((SECONDS + max_s))
   local ssh_opts=(-o StrictHostKeyChecking=no -o UserKnownHostsFile=/dev/null -o LogLevel=ERROR
                   -o ConnectTimeout=5 -o PubkeyAuthentication=no)
+  local names
+  read -r -a names <<< "$DIG_NAMES"
+  case $profile in
+    mixed) acts=WWWKNDXSSCFF ;;
+    web) acts=WWWWWKKKNDDX ;;
+    admin) acts=SSSSSCCWDDXF ;;
+    files) acts=FFFFFCCWWKDS ;;
+    *) echo "unknown profile $profile" >&2; return 2 ;;
+  esac
   RANDOM=$seed
   while ((SECONDS < end && n < max_n)) && [[ ! -e $stop ]]; do
     n=$((n + 1))
     page="p$((RANDOM % 24 + 1)).html"
-    case $((RANDOM % 12)) in
-      0 | 1 | 2) timeout 20 curl -s -o /dev/null -m 15 "http://www.lab/$page" ;;
-      3) timeout 20 curl -s -o /dev/null -o /dev/null -o /dev/null -m 15 "http://www.lab/" \
+    case ${acts:$((RANDOM % 12)):1} in
+      W) timeout 20 curl -s -o /dev/null -m 15 "http://www.lab/$page" ;;
+      K) timeout 20 curl -s -o /dev/null -o /dev/null -o /dev/null -m 15 "http://www.lab/" \
            "http://www.lab/$page" "http://intranet.lab/p$((RANDOM % 24 + 1)).html" ;;
-      4) timeout 20 curl -s -o /dev/null -m 15 "http://www.lab/missing$RANDOM.html" ;;
-      5) timeout 5 dig +tries=1 +time=2 "$(echo www ssh ftp files intranet cli1 cli2 \
-           | tr ' ' '\n' | sed -n "$((RANDOM % 7 + 1))p").lab" ;;
-      6) timeout 5 dig +tries=1 +time=2 "host$RANDOM.lab" ;;
-      7 | 8) timeout 20 sshpass -p "$LAB_PASS" ssh "${ssh_opts[@]}" "$LAB_USER@ssh.lab" \
+      N) timeout 20 curl -s -o /dev/null -m 15 "http://www.lab/missing$RANDOM.html" ;;
+      D) timeout 5 dig +tries=1 +time=2 "${names[RANDOM % ${#names[@]}]}.lab" ;;
+      X) timeout 5 dig +tries=1 +time=2 "host$RANDOM.lab" ;;
+      S) timeout 20 sshpass -p "$LAB_PASS" ssh "${ssh_opts[@]}" "$LAB_USER@ssh.lab" \
            "ls -l files; cat notes.txt; uptime" ;;
-      9) timeout 30 sshpass -p "$LAB_PASS" scp "${ssh_opts[@]}" \
+      C) timeout 30 sshpass -p "$LAB_PASS" scp "${ssh_opts[@]}" \
            "$LAB_USER@ssh.lab:files/f$((RANDOM % 5 + 1)).bin" /dev/null ;;
-      10 | 11) timeout 30 curl -s -o /dev/null -m 25 \
+      F) timeout 30 curl -s -o /dev/null -m 25 \
            "ftp://$LAB_USER:$LAB_PASS@ftp.lab/files/f$((RANDOM % 5 + 1)).bin" ;;
     esac > /dev/null 2>&1 || true
-    sleep "$((RANDOM % 2)).$((RANDOM % 10))"
+    if [[ -z $think ]]; then
+      sleep "$((RANDOM % 2)).$((RANDOM % 10))"
+    else  # in whole seconds that look at the stop file, so that a long pause ends with it
+      read -r whole frac < <(awk -v r=$RANDOM -v m="$think" 'BEGIN {
+        t = -m * log((r + 1) / 32769); t = t < 8 * m ? t : 8 * m; printf "%d %.2f", t, t - int(t) }')
+      sleep "$frac"
+      for ((k = 0; k < whole; k++)); do [[ -e $stop ]] && break; sleep 1; done
+    fi
   done
 }
 export -f benign_client
 export LAB_USER LAB_PASS
+export DIG_NAMES="www ssh ftp files intranet ${CLIENTS[*]}"
 
-# attack LABEL LIMIT_S CMD...: runs one bounded attack from the attacker host, records its window.
+# attack LABEL HOST LIMIT_S CMD...: runs one bounded attack from an attacker host and
+# records its window.
 attack() {
-  local label=$1 limit=$2 start end
-  shift 2
-  log "attack $label: $*"
+  local label=$1 host=$2 limit=$3 start end
+  shift 3
+  log "attack $label from $host: $*"
   start=$(date +%s.%N)
-  (cd "$T" && ns atk timeout "$limit" "$@") > "$OUT/logs/$label.log" 2>&1 || true
+  (cd "$T" && ns "$host" timeout "$limit" "$@") >> "$OUT/logs/$label-$host.log" 2>&1 || true
   end=$(date +%s.%N)
-  echo "$label,$ATK,$start,$end" >> "$OUT/windows.csv"
-  log "attack $label done in $(awk "BEGIN { printf \"%.1f\", $end - $start }") s"
+  echo "$label,${ADDR[$host]},$start,$end" >> "$OUT/windows.csv"
+  log "attack $label from $host done in $(awk "BEGIN { printf \"%.1f\", $end - $start }") s"
+}
+
+# `lab`: the five attacks one after another from atk, GAP_S apart.
+lab_attacks() {
+  attack PortScan atk 90 bash -c "nmap -n -Pn -sS -T4 --max-retries 1 -p 1-1000 $SRV;
+    nmap -n -Pn -sT -sV --version-light -T4 --top-ports 200 $SRV"
   sleep "$GAP_S"
+  attack SYNFlood atk 30 hping3 -q -S -p 80 -i u1000 -c 1000 "$SRV"
+  sleep "$GAP_S"
+  attack BruteForce-SSH atk 75 hydra -I -f -t 8 -l "$LAB_USER" -P "$T/words.txt" "ssh://$SRV"
+  sleep "$GAP_S"
+  attack BruteForce-FTP atk 75 hydra -I -f -t 8 -l "$LAB_USER" -P "$T/words.txt" "ftp://$SRV"
+  sleep "$GAP_S"
+  attack SlowHTTP atk 70 slowhttptest -H -c 200 -r 50 -i 10 -l 45 -x 24 -p 3 -u "http://$SRV/"
+  sleep "$GAP_S"
+}
+
+# `lab-trace`: ten attacks, each in its own slot of the capture after the benign lead, at a
+# seeded offset inside the slot (so that it ends before the slot does if it takes its usual
+# time), and never sooner than MIN_GAP_S after the previous one. Then benign traffic goes on
+# to TRACE_S, and for at least TAIL_S after the last attack. Entries: label|host|limit s|
+# usual duration s|command (run by bash inside the attacker's namespace, under timeout).
+lab_trace_attacks() {
+  local t0=$1 schedule=(
+    "PortScan|atk1|90|10|nmap -n -Pn -sS -T4 --max-retries 1 -p 1-1000 $SRV; nmap -n -Pn -sT -sV --version-light -T4 --top-ports 200 $SRV"
+    "BruteForce-SSH|atk2|75|70|hydra -I -f -t 8 -l $LAB_USER -P $T/words.txt ssh://$SRV"
+    "SYNFlood|atk1|30|2|hping3 -q -S -p 80 -i u1000 -c 1000 $SRV"
+    "SlowHTTP|atk2|70|50|slowhttptest -H -c 200 -r 50 -i 10 -l 45 -x 24 -p 3 -u http://$SRV/"
+    "BruteForce-FTP|atk1|75|50|hydra -I -f -t 8 -l $LAB_USER -P $T/words.txt ftp://$SRV"
+    "PortScan|atk2|90|20|nmap -n -Pn -sT -T3 --max-retries 1 --scan-delay 10ms -p 1-1500 $SRV"
+    "SYNFlood|atk2|30|3|hping3 -q -S -p 21 -i u500 -c 2000 $SRV"
+    "BruteForce-SSH|atk1|75|70|hydra -I -f -t 8 -l $LAB_USER -P $T/words.txt ssh://$SRV"
+    "BruteForce-FTP|atk2|75|50|hydra -I -f -t 8 -l $LAB_USER -P $T/words.txt ftp://$SRV"
+    "SlowHTTP|atk1|70|50|slowhttptest -H -c 200 -r 50 -i 10 -l 45 -x 24 -p 3 -u http://$SRV/"
+  )
+  local n=${#schedule[@]} slot i at label host limit usual cmd
+  slot=$(((TRACE_S - BENIGN_LEAD_S - TAIL_S) / n))
+  RANDOM=$((SEED * 1000 + 17))
+  for i in "${!schedule[@]}"; do
+    IFS='|' read -r label host limit usual cmd <<< "${schedule[i]}"
+    at=$((t0 + BENIGN_LEAD_S + i * slot + RANDOM % (slot > usual ? slot - usual : 1)))
+    ((at >= EPOCHSECONDS + MIN_GAP_S)) || at=$((EPOCHSECONDS + MIN_GAP_S))
+    log "next: $label from $host at +$((at - t0)) s"
+    sleep $((at - EPOCHSECONDS))
+    attack "$label" "$host" "$limit" bash -c "$cmd"
+  done
+  at=$((t0 + TRACE_S))
+  ((at >= EPOCHSECONDS + TAIL_S)) || at=$((EPOCHSECONDS + TAIL_S))
+  log "attacks done; benign traffic until +$((at - t0)) s"
+  sleep $((at - EPOCHSECONDS))
 }
 
 write_versions() {
@@ -252,7 +361,7 @@ main() {
   rm -f "$OUT/windows.csv" "$OUT/lab.pcap"
   trap cleanup EXIT INT TERM
   T=$(mktemp -d /tmp/fjlab.XXXXXX)
-  log "output $OUT, work dir $T"
+  log "dataset $DATASET, seed $SEED, output $OUT, work dir $T"
   build_network
   make_content
   start_services
@@ -261,25 +370,25 @@ main() {
     2> "$OUT/logs/tcpdump.log" & local tcpdump_pid=$!
   PIDS+=("$tcpdump_pid")
   sleep 2
-  local stop="$T/stop-benign" clients=()
-  local h u
-  for h in cli1 cli2; do
-    for u in 1 2; do  # two users on each client host
-      ip netns exec "fjlab-$h" bash -c \
-        "benign_client $u${h: -1}$SEED $stop $CLIENT_MAX_S $CLIENT_MAX_ACTIONS" & clients+=($!)
-    done
+  local stop="$T/stop-benign" clients=() t0=$EPOCHSECONDS
+  local user h prof think
+  local -A users_on=()
+  for user in "${USERS[@]}"; do
+    read -r h prof think <<< "$user"
+    users_on[$h]=$((${users_on[$h]:-0} + 1))  # the seed: user number, host number, SEED
+    ip netns exec "fjlab-$h" bash -c "benign_client ${users_on[$h]}${h#cli}$SEED $stop \
+      $CLIENT_MAX_S $CLIENT_MAX_ACTIONS $prof $think" & clients+=($!)
   done
   PIDS+=("${clients[@]}")
-  sleep "$BENIGN_LEAD_S"
   echo "label,host,start,end" > "$OUT/windows.csv"
-  attack PortScan 90 bash -c "nmap -n -Pn -sS -T4 --max-retries 1 -p 1-1000 $SRV;
-    nmap -n -Pn -sT -sV --version-light -T4 --top-ports 200 $SRV"
-  attack SYNFlood 30 hping3 -q -S -p 80 -i u1000 -c 1000 "$SRV"
-  attack BruteForce-SSH 75 hydra -I -f -t 8 -l "$LAB_USER" -P "$T/words.txt" "ssh://$SRV"
-  attack BruteForce-FTP 75 hydra -I -f -t 8 -l "$LAB_USER" -P "$T/words.txt" "ftp://$SRV"
-  attack SlowHTTP 70 slowhttptest -H -c 200 -r 50 -i 10 -l 45 -x 24 -p 3 -u "http://$SRV/"
+  if [[ $DATASET == lab ]]; then
+    sleep "$BENIGN_LEAD_S"
+    lab_attacks
+  else
+    lab_trace_attacks "$t0"
+  fi
   touch "$stop"
-  log "attacks done; waiting for the benign clients"
+  log "stopping the benign clients"
   wait "${clients[@]}" || true
   sleep 2
   kill -INT "$tcpdump_pid"

@@ -1,4 +1,4 @@
-"""Tests for flowjax.datasets: name resolution and the shipped lab capture."""
+"""Tests for flowjax.datasets: name resolution and the shipped lab captures."""
 
 from pathlib import Path
 
@@ -35,6 +35,17 @@ LAB_COUNTS = {
     "SlowHTTP": 216,
 }
 LAB_README = Path(datasets.__file__).parent / "lab" / "README.md"
+# Flows per class of the 20-minute trace, as flowjax/datasets/lab-trace/README.md documents them.
+TRACE_COUNTS = {
+    "BENIGN": 9256,
+    "PortScan": 2704,
+    "SYNFlood": 3000,
+    "BruteForce-SSH": 50,
+    "BruteForce-FTP": 80,
+    "SlowHTTP": 432,
+}
+TRACE_README = Path(datasets.__file__).parent / "lab-trace" / "README.md"
+TRACE_ATTACKERS = ("10.66.0.66", "10.66.0.67")
 
 
 def test_resolve_shipped_name():
@@ -51,7 +62,7 @@ def test_resolve_existing_path_is_itself(tmp_path):
 
 
 def test_resolve_unknown_lists_known_names():
-    with pytest.raises(ValueError, match="no-such-set: no such file.*known names: lab"):
+    with pytest.raises(ValueError, match="no-such-set: no such file.*known names: lab, lab-trace"):
         datasets.resolve("no-such-set")
 
 
@@ -83,8 +94,11 @@ def test_lab_loads_by_name():
     assert len(flows.frame) == sum(LAB_COUNTS.values())
     assert flows.schema.label == "label"
     assert flows.report.dialect == "cicflowmeter-python"
-    for col in ("src_ip", "dst_ip", "timestamp", "active_max", "idle_mean"):  # ids, constants
+    for col in ("active_max", "idle_mean"):  # constants
         assert col not in flows.schema.sentence_columns, col
+    encodings = dict(flows.schema.encodings)  # addresses as octets, time as seconds
+    assert encodings["src_ip"] == encodings["dst_ip"] == {"how": "ipv4", "form": "dotted"}
+    assert encodings["timestamp"]["how"] == "time"
     assert "tot_fwd_pkts" in flows.schema.sentence_columns
 
 
@@ -103,3 +117,65 @@ def test_lab_tokenizes(mode):
     rows = np.arange(tok.seq_len)[None, :]
     assert legal[rows, tokens].all()  # every symbol is legal at its position
     assert len(np.unique(tokens[:, 1:], axis=0)) > 100  # the attacks do not collapse
+
+
+def test_resolve_trace_name_with_hyphen():
+    path = datasets.resolve("lab-trace")
+    assert path == Path(datasets.__file__).resolve().parent / "lab-trace" / "flows.csv.gz"
+    raw = path.read_bytes()
+    assert len(raw) < 5 * 1024 * 1024
+    assert raw[:2] == b"\x1f\x8b"
+    assert raw[3] & 0x08 == 0 and raw[4:8] == b"\0\0\0\0"  # gzip -n: no file name, no mtime
+
+
+@pytest.fixture(scope="module")
+def trace():
+    return pd.read_csv(datasets.resolve("lab-trace"))
+
+
+def test_trace_has_documented_columns_and_classes(trace):
+    assert list(trace.columns) == LAB_COLUMNS
+    assert trace["label"].value_counts().to_dict() == TRACE_COUNTS
+    readme = TRACE_README.read_text()
+    for label, count in TRACE_COUNTS.items():
+        assert f"| {label} | {count} |" in readme, label
+    assert f"| total | {sum(TRACE_COUNTS.values())} |" in readme
+    assert set(trace["protocol"]) == {6, 17}
+
+
+def test_trace_labels_follow_the_attackers(trace):
+    attacker = trace["src_ip"].isin(TRACE_ATTACKERS) | trace["dst_ip"].isin(TRACE_ATTACKERS)
+    assert (trace.loc[attacker, "label"] != "BENIGN").all()
+    assert (trace.loc[~attacker, "label"] == "BENIGN").all()
+    for host in TRACE_ATTACKERS:  # both attackers attack, with more than one kind of attack
+        mine = (trace["src_ip"] == host) | (trace["dst_ip"] == host)
+        assert trace.loc[mine, "label"].nunique() >= 3, host
+
+
+def test_trace_spans_time_with_attacks_interleaved(trace):
+    t = pd.to_datetime(trace["timestamp"])
+    assert t.max() - t.min() >= pd.Timedelta(minutes=15)
+    benign, attack = t[trace["label"] == "BENIGN"], t[trace["label"] != "BENIGN"]
+    assert benign.min() < attack.min() and attack.max() < benign.max()
+    assert attack.max() - attack.min() >= pd.Timedelta(minutes=12)  # spread, not one burst
+    # Benign traffic goes on throughout: no minute of the capture is without it.
+    minutes = ((benign - t.min()).dt.total_seconds() // 60).astype(int)
+    assert set(minutes) == set(range(int((t.max() - t.min()).total_seconds() // 60) + 1))
+
+
+def test_trace_has_many_hosts_with_skewed_activity(trace):
+    hosts = set(trace["src_ip"]) | set(trace["dst_ip"])
+    assert len(hosts) >= 6
+    benign = trace[trace["label"] == "BENIGN"]
+    clients = benign.loc[benign["dst_ip"] == "10.66.0.10", "src_ip"].value_counts()
+    assert len(clients) >= 6
+    assert clients.iloc[0] >= 10 * clients.iloc[-1]  # heavy hitters and light users
+
+
+def test_trace_loads_by_name():
+    from flowjax.io import load_flows
+
+    flows = load_flows("lab-trace")
+    assert len(flows.frame) == sum(TRACE_COUNTS.values())
+    assert flows.schema.label == "label"
+    assert flows.report.dialect == "cicflowmeter-python"

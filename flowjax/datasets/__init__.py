@@ -15,6 +15,10 @@ DATASETS: dict[str, str] = {
     # 4 hosts in network namespaces: benign web/DNS/SSH/FTP traffic, a port scan, a SYN flood,
     # SSH and FTP brute force, a slow-HTTP attack; cicflowmeter 0.5 flows. See lab/README.md.
     "lab": "lab/flows.csv.gz",
+    # The same lab for 20 minutes: 11 hosts (8 benign client hosts, heavy and light users, 2
+    # attackers); the same attacks, 10 of them at seeded times across the capture, interleaved
+    # with the benign traffic. For models of hosts, ports and time. See lab-trace/README.md.
+    "lab-trace": "lab-trace/flows.csv.gz",
 }
 
 
