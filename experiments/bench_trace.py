@@ -27,7 +27,9 @@ from flowjax.models import model_config_from
 FLAGS = flags.FLAGS
 flags.DEFINE_string("data", "lab", "flow table with addresses and timestamps")
 flags.DEFINE_list("families", list(configs.FAMILIES), "model families to time")
-flags.DEFINE_integer("batch_flows", 2048, "flows per training step in both modes")
+flags.DEFINE_integer("batch_flows", 512, "flows per training step in both modes (the "
+                     "Transformer's trace-mode attention takes memory ~ batch_flows x "
+                     "window_flows x sentence^2: 2,048 flows ran out of 24 GiB)")  # fmt: skip
 flags.DEFINE_float("seconds", 10.0, "timed seconds of training per mode")
 flags.DEFINE_integer("gen_flows", 8192, "flows generated per timed call")
 flags.DEFINE_integer("gen_batch", 4096, "row mode: rows per device chunk")

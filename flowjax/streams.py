@@ -68,8 +68,9 @@ def stream_frames(
     if prompt is not None:  # the prompt's sentences open every stream (its first gap is 0)
         forced[: len(prompt) * tok.seq_len] = tok.encode(prompt.reset_index(drop=True)).ravel()
     forced = sampling.local_forced(host_tables, forced)
-    padded = _padded(batch_size, gen.mesh)
     n_streams = -(-n // flows_per_stream)
+    batch_size = max(1, min(batch_size, n_streams))  # no padding streams beyond the n asked
+    padded = _padded(batch_size, gen.mesh)
     for first in range(0, n_streams, batch_size):
         rows = first + np.arange(padded, dtype=np.int32)
         tokens, _ = fn(gen.params, gen.rest, key, parallel.shard_batch(rows, gen.mesh), tables,
