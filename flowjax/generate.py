@@ -13,7 +13,7 @@ and one Parquet row group at most, however many rows are asked for.
 Every output has the input's columns in the input's order and dtypes (`flowjax.table`):
 dependent columns are computed from the generated row, constants and row indices filled
 in; `<out>.schema.json` beside the files lists how each column was produced and the
-columns that could not be (IP addresses, timestamps). The label's class shares are
+columns that could not be (a timestamp in an unknown format, ...). The label's class shares are
 `class_balance`: the training shares (default), uniform, or the user's, each exact through
 the label's forced token (the label is the first column of the sentence).
 

@@ -3,6 +3,8 @@
 A sentence is `[start, s_1, ..., s_F]` of fixed length `seq_len = 1 + F`, so generation
 is a scan over positions t = 0..F-1: feed the token at t to the model's `decode_step`,
 get the logits for t+1, mask the tokens that are illegal for that column, and draw one.
+In trace mode (`flowjax.traces`) the scan runs on over a stream of n sentences, positions
+0..n * seq_len - 1, the tables read at t % seq_len, the model's state carried throughout.
 
 Decisions (see docs/performance.md for the measurements behind them):
 - Exact inverse-CDF sampling with one uniform per row and step (softmax, cumulative

@@ -2,9 +2,10 @@
 
 The sentence holds only the modelled columns. This module writes the rest as the schema
 says: dependent columns computed from the row (`flowjax.relations`), constant columns at
-their constant, a row-index column counted afresh, and nothing for the columns that cannot
-be rebuilt yet (IP addresses, timestamps), which the sidecar `<out>.schema.json` lists
-with the reason.
+their constant, a row-index column counted afresh, a 5-tuple `Flow ID` rebuilt from the
+generated 5-tuple (`flowjax.identities`), and nothing for the columns that cannot be
+produced (a timestamp in an unknown format, a label-encoded Flow ID), which the sidecar
+`<out>.schema.json` lists with the reason.
 """
 
 from __future__ import annotations

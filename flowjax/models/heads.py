@@ -7,7 +7,8 @@ width)` (`width` = the widest column's range): the head's weight columns for the
 window are gathered (a dynamic slice when decoding), so it holds the same weights
 as the full head and its logits are the full head's logits on the window. On the
 default presets that is 2-65 of 2,000-2,300 logits per position (see
-docs/performance.md). The pooled `paper` alphabet keeps the full head.
+docs/performance.md). The pooled `paper` alphabet keeps the full head. A trace-mode
+stream of sentences repeats the windows every `seq_len` positions (`Windows.at`).
 """
 
 from __future__ import annotations
