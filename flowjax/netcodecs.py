@@ -189,8 +189,8 @@ class TimeCodec(NumericCodec):
     def numbers(self, series: pd.Series) -> np.ndarray:
         """The modelled numbers of a timestamp column (rows in stream order when `gaps`)."""
         seconds = timefmt.parse(series, timefmt.TimeFormat.from_dict(self.fmt))
-        if self.gaps:
-            return np.diff(seconds, prepend=seconds[:1])
+        if self.gaps:  # 0 where time steps back: the first flow of a session (`group_by`)
+            return np.maximum(np.diff(seconds, prepend=seconds[:1]), 0.0)
         return seconds - self.origin
 
     def times(self, numbers: np.ndarray, starts: np.ndarray | None = None) -> np.ndarray:

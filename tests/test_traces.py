@@ -135,3 +135,22 @@ def test_streams_honour_conditions_and_prompts(lab_trace_run, tmp_path):
         generate.generate_to_files(gen, 30, tmp_path / "shards", progress=False)
     with pytest.raises(ValueError, match="class"):
         generate.generate(gen, 10, class_balance="uniform")
+
+
+def test_sessions_by_source_address():
+    """group_by: sessions in time order one after another; gaps never negative; a generated
+    stream starts at a draw from the real sessions' start times."""
+    from flowjax import configs, data
+
+    config = configs.get_config("rnn", "tiny")
+    config.data.trace.update(enabled=True, group_by="src_ip")
+    prepared = data.prepare_data(config, "lab")
+    frame, tok = prepared.frame, prepared.tokenizer
+    assert (frame["src_ip"].to_numpy()[:-1] <= frame["src_ip"].to_numpy()[1:]).all()
+    for _, session in frame.groupby("src_ip", sort=False):
+        assert pd.to_datetime(session["timestamp"]).is_monotonic_increasing
+    codec = tok.codecs[tok.columns.index("timestamp")]
+    assert len(set(codec.starts)) > 1 and min(codec.starts) >= codec.origin
+    assert codec.edges[0] >= 0 and "neginf" not in codec.specials
+    starts = codec.draw_starts(np.linspace(0, 1, 5))
+    assert (np.diff(starts) >= 0).all() and starts[0] == codec.starts[0]
