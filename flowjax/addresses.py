@@ -21,6 +21,8 @@ import numpy as np
 import pandas as pd
 import yacryptopan
 
+from flowjax.timefmt import raise_at_first
+
 _OCTET = r"(25[0-5]|2[0-4]\d|1\d\d|[1-9]?\d)"
 _DOTTED = rf"^{_OCTET}\.{_OCTET}\.{_OCTET}\.{_OCTET}$"
 _SHIFTS = np.array([24, 16, 8, 0])
@@ -45,10 +47,10 @@ def to_octets(values: pd.Series, form: str) -> np.ndarray:
     _check_form(form)
     if form == "integer":
         numbers = pd.to_numeric(values, errors="coerce")
-        _raise_first(values, _bad_integers(numbers), "is not an IPv4 address as an integer")
+        raise_at_first(values, _bad_integers(numbers), "is not an IPv4 address as an integer")
         return numbers.to_numpy(np.int64)[:, None] >> _SHIFTS & 255
     octets = values.astype(str).astype("large_string[pyarrow]").str.extract(_DOTTED)  # fast regex
-    _raise_first(values, octets.isna().any(axis=1), "is not a dotted IPv4 address")
+    raise_at_first(values, octets.isna().any(axis=1), "is not a dotted IPv4 address")
     return octets.astype(np.int64).to_numpy()
 
 
@@ -113,14 +115,6 @@ def _bad_integers(numbers: pd.Series) -> np.ndarray:
     """Where numbers are missing or not integers in 0..2**32-1."""
     x = numbers.to_numpy(np.float64, na_value=np.nan)
     return ~((x >= 0) & (x <= 0xFFFFFFFF) & (x == np.floor(x)))
-
-
-def _raise_first(values: pd.Series, bad: np.ndarray | pd.Series, what: str) -> None:
-    """ValueError naming the first row where `bad` (aligned with `values`) holds."""
-    rows = np.flatnonzero(np.asarray(bad, dtype=bool))
-    if len(rows):
-        label, value = values.index[rows[0]], values.iloc[rows[0] : rows[0] + 1].tolist()[0]
-        raise ValueError(f"row {label}: {value!r} {what}")
 
 
 def _pseudonymise_column(values: pd.Series, pan: yacryptopan.CryptoPAn) -> pd.Series:

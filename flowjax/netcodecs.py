@@ -188,7 +188,10 @@ class TimeCodec(NumericCodec):
 
     def numbers(self, series: pd.Series) -> np.ndarray:
         """The modelled numbers of a timestamp column (rows in stream order when `gaps`)."""
-        seconds = timefmt.parse(series, timefmt.TimeFormat.from_dict(self.fmt))
+        return self.from_seconds(timefmt.parse(series, timefmt.TimeFormat.from_dict(self.fmt)))
+
+    def from_seconds(self, seconds: np.ndarray) -> np.ndarray:
+        """The modelled numbers of epoch seconds: after `origin`, or gaps."""
         if self.gaps:  # 0 where time steps back: the first flow of a session (`group_by`)
             return np.maximum(np.diff(seconds, prepend=seconds[:1]), 0.0)
         return seconds - self.origin

@@ -180,11 +180,11 @@ def _float_decimals(numbers: np.ndarray) -> int:
 def _numbers(values: pd.Series) -> np.ndarray:
     """float64 of numbers or numeric text, NaN for missing; ValueError names the first bad row."""
     numbers = pd.to_numeric(values, errors="coerce")
-    _raise_first(values, numbers.isna() & values.notna(), "is not a number")
+    raise_at_first(values, numbers.isna() & values.notna(), "is not a number")
     return numbers.to_numpy(np.float64, na_value=np.nan)
 
 
-def _raise_first(values: pd.Series, bad: np.ndarray | pd.Series, what: str) -> None:
+def raise_at_first(values: pd.Series, bad: np.ndarray | pd.Series, what: str) -> None:
     """ValueError naming the first row where `bad` (aligned with `values`) holds."""
     rows = np.flatnonzero(np.asarray(bad, dtype=bool))
     if len(rows):
@@ -253,7 +253,7 @@ def _parse_text(values: pd.Series, pattern: str) -> np.ndarray:
     present = values.notna()
     fields = _arrow_text(values[present]).str.extract(_regex(pattern))
     required = [c for c in fields.columns if c != "f"]
-    _raise_first(
+    raise_at_first(
         values[present], fields[required].isna().any(axis=1), f"does not match {pattern!r}"
     )
     numbers = {c: fields[c].astype(np.int64).to_numpy() for c in required}
@@ -264,7 +264,7 @@ def _parse_text(values: pd.Series, pattern: str) -> np.ndarray:
     months = (numbers["Y"] - 1970) * 12 + numbers["m"] - 1
     first_day = _days(months)
     bad |= numbers["d"] > _days(months + 1) - first_day
-    _raise_first(values[present], bad, f"is not a valid {pattern!r} time")
+    raise_at_first(values[present], bad, f"is not a valid {pattern!r} time")
     hours = numbers.get("H", numbers.get("I"))
     whole = (first_day + numbers["d"] - 1) * 86400 + hours * 3600 + numbers["M"] * 60
     whole += numbers.get("S", 0)

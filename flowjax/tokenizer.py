@@ -193,12 +193,13 @@ class FlowTokenizer:
     ) -> TimeCodec:
         """Bins of a timestamp column: seconds from the table's first flow, or gaps (trace)."""
         fmt = encoding["format"]
-        origin = float(np.min(timefmt.parse(whole, timefmt.TimeFormat.from_dict(fmt))))
+        seconds = timefmt.parse(whole, timefmt.TimeFormat.from_dict(fmt))
+        origin = float(np.min(seconds))
         codec = TimeCodec(col, False, np.zeros(2), np.zeros((1, SKETCH_POINTS)), (), offset,
                           fmt=fmt, origin=origin, gaps=bool(encoding.get("gaps", False)),
                           starts=[origin])  # fmt: skip
-        numeric = self._fit_numeric(col, codec.numbers(series), codec.numbers(whole), schema,
-                                    offset)  # fmt: skip
+        numeric = self._fit_numeric(col, codec.numbers(series), codec.from_seconds(seconds),
+                                    schema, offset)  # fmt: skip
         fields = {f.name: getattr(numeric, f.name) for f in dataclasses.fields(NumericCodec)}
         return dataclasses.replace(codec, **fields)
 

@@ -48,6 +48,22 @@ TRACE_README = Path(datasets.__file__).parent / "lab-trace" / "README.md"
 TRACE_ATTACKERS = ("10.66.0.66", "10.66.0.67")
 
 
+def assert_reproducible_gzip(raw: bytes) -> None:
+    """`gzip -n` output: the gzip magic, no file name, no mtime."""
+    assert raw[:2] == b"\x1f\x8b"
+    assert raw[3] & 0x08 == 0 and raw[4:8] == b"\0\0\0\0"
+
+
+def assert_documented(frame: pd.DataFrame, counts: dict, readme: Path) -> None:
+    """The dataset's columns are lab's, its classes and their counts as its README's table."""
+    assert list(frame.columns) == LAB_COLUMNS
+    assert frame["label"].value_counts().to_dict() == counts
+    text = readme.read_text()
+    for label, count in counts.items():
+        assert f"| {label} | {count} |" in text, label
+    assert f"| total | {sum(counts.values())} |" in text
+
+
 def test_resolve_shipped_name():
     path = datasets.resolve("lab")
     assert path.is_file()
@@ -69,18 +85,12 @@ def test_resolve_unknown_lists_known_names():
 def test_lab_file_is_small_and_reproducibly_compressed():
     raw = datasets.resolve("lab").read_bytes()
     assert len(raw) < 2 * 1024 * 1024
-    assert raw[:2] == b"\x1f\x8b"
-    assert raw[3] & 0x08 == 0 and raw[4:8] == b"\0\0\0\0"  # gzip -n: no file name, no mtime
+    assert_reproducible_gzip(raw)
 
 
 def test_lab_has_documented_columns_and_classes():
     frame = pd.read_csv(datasets.resolve("lab"))
-    assert list(frame.columns) == LAB_COLUMNS
-    assert frame["label"].value_counts().to_dict() == LAB_COUNTS
-    readme = LAB_README.read_text()
-    for label, count in LAB_COUNTS.items():
-        assert f"| {label} | {count} |" in readme, label
-    assert f"| total | {sum(LAB_COUNTS.values())} |" in readme
+    assert_documented(frame, LAB_COUNTS, LAB_README)
     attacker = (frame["src_ip"] == "10.66.0.66") | (frame["dst_ip"] == "10.66.0.66")
     assert (frame.loc[attacker, "label"] != "BENIGN").all()
     assert (frame.loc[~attacker, "label"] == "BENIGN").all()
@@ -124,8 +134,7 @@ def test_resolve_trace_name_with_hyphen():
     assert path == Path(datasets.__file__).resolve().parent / "lab-trace" / "flows.csv.gz"
     raw = path.read_bytes()
     assert len(raw) < 5 * 1024 * 1024
-    assert raw[:2] == b"\x1f\x8b"
-    assert raw[3] & 0x08 == 0 and raw[4:8] == b"\0\0\0\0"  # gzip -n: no file name, no mtime
+    assert_reproducible_gzip(raw)
 
 
 @pytest.fixture(scope="module")
@@ -134,12 +143,7 @@ def trace():
 
 
 def test_trace_has_documented_columns_and_classes(trace):
-    assert list(trace.columns) == LAB_COLUMNS
-    assert trace["label"].value_counts().to_dict() == TRACE_COUNTS
-    readme = TRACE_README.read_text()
-    for label, count in TRACE_COUNTS.items():
-        assert f"| {label} | {count} |" in readme, label
-    assert f"| total | {sum(TRACE_COUNTS.values())} |" in readme
+    assert_documented(trace, TRACE_COUNTS, TRACE_README)
     assert set(trace["protocol"]) == {6, 17}
 
 
