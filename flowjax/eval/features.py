@@ -128,7 +128,8 @@ def numeric_values(frame: pd.DataFrame, columns: Sequence[str]) -> np.ndarray:
     )
 
 
-def _signed_log1p(x: np.ndarray) -> np.ndarray:
+def signed_log1p(x: np.ndarray) -> np.ndarray:
+    """sign(x) * log1p(|x|): heavy tails compressed, sign and zero kept."""
     return np.sign(x) * np.log1p(np.abs(x))
 
 
@@ -161,7 +162,7 @@ class Encoder:
         num = cls._finite(values, lo, hi, median)[:, : len(columns.numeric)]
         skew = np.nan_to_num(stats.skew(num, axis=0)) if len(num) > 2 else np.zeros(num.shape[1])
         log_mask = (num.min(axis=0, initial=0.0) >= 0) & (skew > HEAVY_TAIL_SKEW)
-        logged = np.where(log_mask, _signed_log1p(num), num)
+        logged = np.where(log_mask, signed_log1p(num), num)
         std = logged.std(axis=0)
         categories = {
             c: tuple(category_strings(train[c]).value_counts().index[:TOP_CATEGORIES])
@@ -185,7 +186,7 @@ class Encoder:
     def scaled(self, frame: pd.DataFrame) -> np.ndarray:
         """float64 [N, F] numeric columns: log1p where heavy-tailed, then standardised."""
         num = self.raw(frame)[:, : len(self.columns.numeric)]
-        return (np.where(self.log_mask, _signed_log1p(num), num) - self.mean) / self.std
+        return (np.where(self.log_mask, signed_log1p(num), num) - self.mean) / self.std
 
     def codes(self, frame: pd.DataFrame, column: str) -> np.ndarray:
         """int64 [N] index into the column's top categories; len(categories) = 'other'."""

@@ -28,7 +28,7 @@ from sklearn.metrics import roc_auc_score
 from sklearn.model_selection import StratifiedKFold, cross_val_predict
 
 from flowjax import addresses, dialects, timefmt
-from flowjax.eval.features import Tables, category_strings, subsample
+from flowjax.eval.features import Tables, category_strings, signed_log1p, subsample
 from flowjax.eval.report import Row, Section
 
 WINDOW_S = 60.0  # fan-out window
@@ -145,14 +145,9 @@ def jsd(a: pd.Series, b: pd.Series, top: int = TOP_VALUES) -> float:
     return float(np.clip(0.5 * terms.sum(), 0.0, 1.0))
 
 
-def _signed_log1p(x: np.ndarray) -> np.ndarray:
-    x = x[np.isfinite(x)]
-    return np.sign(x) * np.log1p(np.abs(x))
-
-
 def log_wasserstein(a: np.ndarray, b: np.ndarray) -> float:
     """Wasserstein-1 distance of the finite values after a signed log1p; NaN if either is empty."""
-    a, b = _signed_log1p(a), _signed_log1p(b)
+    a, b = (signed_log1p(x[np.isfinite(x)]) for x in (a, b))
     return float(stats.wasserstein_distance(a, b)) if len(a) and len(b) else float("nan")
 
 
