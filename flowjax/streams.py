@@ -67,20 +67,24 @@ def stream_frames(
     gaps = next((c for c in tok.codecs if isinstance(c, TimeCodec) and c.gaps), None)
     if prompt is not None:  # the prompt's sentences open every stream (its first gap is 0)
         forced[: len(prompt) * tok.seq_len] = tok.encode(prompt.reset_index(drop=True)).ravel()
-    forced = sampling.local_forced(host_tables, forced)
     n_streams = -(-n // flows_per_stream)
     batch_size = max(1, min(batch_size, n_streams))  # no padding streams beyond the n asked
     padded = _padded(batch_size, gen.mesh)
+    # The same for every batch: each row's forced tokens, and a prompt's start time.
+    forced = sampling.local_forced(host_tables, forced)
+    forced = parallel.shard_batch(np.tile(forced, (padded, 1)), gen.mesh)
+    if gaps is not None and prompt is not None:
+        fmt = timefmt.TimeFormat.from_dict(gaps.fmt)
+        prompt_start = timefmt.parse(prompt[gaps.name].iloc[:1], fmt)[0]
     for first in range(0, n_streams, batch_size):
         rows = first + np.arange(padded, dtype=np.int32)
         tokens, _ = fn(gen.params, gen.rest, key, parallel.shard_batch(rows, gen.mesh), tables,
-                       parallel.shard_batch(np.tile(forced, (padded, 1)), gen.mesh))  # fmt: skip
+                       forced)  # fmt: skip
         b = min(batch_size, n_streams - first)
         flows = np.asarray(jax.device_get(tokens))[:b].reshape(b * flows_per_stream, -1)
         starts = None
         if gaps is not None and prompt is not None:
-            fmt = timefmt.TimeFormat.from_dict(gaps.fmt)
-            starts = np.full(b, timefmt.parse(prompt[gaps.name].iloc[:1], fmt)[0])
+            starts = np.full(b, prompt_start)
         elif gaps is not None:
             u = row_uniforms(seed ^ _START_SALT, first, (b, 1))[:, 0]
             starts = gaps.draw_starts(u)
