@@ -60,6 +60,8 @@ def split_indices(
     if n < 3:
         raise ValueError(f"need at least 3 rows to split, got {n}")
     rng = np.random.default_rng(seed)
+    if labels is not None and pd.isna(labels).any():  # a missing label (Zeek's "-"): a stratum
+        labels = np.asarray([str(x) for x in labels], dtype=object)
     groups = [np.arange(n)] if labels is None else [
         np.flatnonzero(labels == c) for c in np.unique(labels)
     ]  # fmt: skip
@@ -182,10 +184,7 @@ def encode_table(
     if trace is not None:
         return _encode_stream(config, trace, frame, schema, source=source,
                               tokenizer_json=tokenizer_json)  # fmt: skip
-    labels = frame[schema.label] if schema.label else None
-    if labels is not None and labels.isna().any():  # a missing label (Zeek's "-"): a stratum
-        labels = labels.map(str)
-    labels = None if labels is None else labels.to_numpy()
+    labels = frame[schema.label].to_numpy() if schema.label else None
     try:
         tr, va, te = split_indices(len(frame), labels, fractions=tuple(dc.split),
                                    seed=dc.split_seed)  # fmt: skip

@@ -1,9 +1,10 @@
 """Data: stratified seeded splits and batches that depend only on (seed, step)."""
 
 import numpy as np
+import pandas as pd
 import pytest
 
-from flowjax.data import get_batch, split_tokens
+from flowjax.data import get_batch, split_indices, split_tokens
 
 
 def test_split_is_stratified_seeded_and_disjoint():
@@ -39,3 +40,10 @@ def test_bad_split_arguments():
         split_tokens(np.zeros((10, 2), np.int32), fractions=(0.5, 0.5, 0.5))
     with pytest.raises(ValueError, match="3 labels for 10 sentences"):
         split_tokens(np.zeros((10, 2), np.int32), np.array([1, 2, 3]))
+
+
+def test_split_treats_a_missing_label_as_a_class():
+    labels = np.array(["a", None, "b", None, "a", np.nan] * 10, dtype=object)
+    tr, va, te = split_indices(len(labels), labels, seed=0)
+    for part in (tr, va, te):
+        assert pd.isna(labels[part]).any()  # the 30 unlabelled rows are a stratum of their own
