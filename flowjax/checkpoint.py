@@ -49,6 +49,7 @@ class Bundle:
     config: ml_collections.ConfigDict
     schema: Schema
     step: int
+    privacy: dict | None = None  # a DP run's plan (flowjax.privacy.budget.Plan), else None
 
 
 def checkpoint_dir(workdir: str | os.PathLike) -> Path:
@@ -285,6 +286,7 @@ def _read_bundle(manager: ocp.CheckpointManager, step: int, *, mesh: jax.shardin
         config=config,
         schema=Schema.from_json(meta["schema"]),
         step=int(step),
+        privacy=meta.get("privacy"),
     )
 
 

@@ -131,6 +131,7 @@ class Prepared:
     schema: Schema
     splits: Splits
     frame: pd.DataFrame  # row i of the table is sentence i; the splits index into it
+    private_rows: int = 0  # DP: training rows before those the DP tokenizer cannot encode
 
 
 def load_table(

@@ -41,6 +41,7 @@ import tqdm
 from absl import logging
 
 from flowjax import checkpoint, parallel, sampling, table, traces, zeek
+from flowjax.privacy import budget
 from flowjax.tokenizer import FlowTokenizer, row_uniforms
 
 MANIFEST = "_manifest.json"  # "_" and "." prefixes: Parquet dataset readers skip them
@@ -62,6 +63,7 @@ class Generator:
       step: the checkpoint's training step.
       workdir: the checkpoint directory (None when built in memory).
       trace: the run's trace settings (None in row mode).
+      privacy: the DP plan the model was trained under (None: not private).
     """
 
     graphdef: object
@@ -72,6 +74,7 @@ class Generator:
     step: int = 0
     workdir: str | None = None
     trace: traces.TraceSettings | None = None  # trace mode: each batch row is a stream
+    privacy: dict | None = None
     _samplers: dict = dataclasses.field(default_factory=dict, repr=False)
 
     def __post_init__(self):
@@ -104,6 +107,7 @@ def load_generator(
         step=int(bundle.step),
         workdir=str(workdir),
         trace=traces.settings(bundle.config),
+        privacy=bundle.privacy,
     )
 
 
@@ -411,6 +415,7 @@ def _args_record(
         "class_balance": class_balance,
         "checkpoint": {"workdir": gen.workdir, "step": gen.step},
         "columns": list(gen.tokenizer.columns),
+        "privacy": gen.privacy,  # the DP plan the rows were generated under, or None
     }
     return json.loads(json.dumps(record))
 
@@ -585,6 +590,9 @@ def generate_to_files(
       The path written (file or directory).
     """
     gen = _as_generator(source)
+    if gen.privacy:
+        logging.info("the model was trained with differential privacy: %s",
+                     budget.describe(budget.Plan(**gen.privacy)))  # fmt: skip
     out = Path(out)
     if n < 0:
         raise ValueError(f"--num_flows must be >= 0, got {n}")

@@ -35,6 +35,7 @@ from flowjax import checkpoint, parallel, traces
 from flowjax.configs import sized_for_data
 from flowjax.data import Prepared, data_fingerprint, encode_table, get_batch, load_table
 from flowjax.models import ModelConfig, Windows, build_model, head_windows, heads, model_config_from
+from flowjax.privacy import budget, dpsgd
 from flowjax.tokenizer import START
 
 TrainState = dict[str, Any]  # {'params', 'rest', 'opt_state', 'step'}
@@ -289,6 +290,21 @@ def make_eval_fn(graphdef: nnx.GraphDef, mesh: jax.sharding.Mesh, *, batch_size:
     return evaluate
 
 
+def _flow_loss(model: nnx.Module, rows: jax.Array, legal, dropout_key) -> jax.Array:
+    """Training-mode nats per flow of `rows` (the DP step's per-flow loss)."""
+    return model_loss(model, rows, legal, train=True, dropout_key=dropout_key)
+
+
+def _plain_stepper(p_train, tokens: np.ndarray, batch_rows: int, seed: int, mesh, legal):
+    """The ordinary step as `(state, index) -> (state, metrics)`: the batch of (seed, index)."""
+
+    def run_step(state: TrainState, index: int):
+        batch = get_batch(tokens, step=index, batch_size=batch_rows, seed=seed)
+        return p_train(state, parallel.shard_batch(batch, mesh), legal)
+
+    return run_step
+
+
 def _check_finite(losses: list[float], first_step: int, workdir: str) -> None:
     if not all(math.isfinite(x) for x in losses):
         raise FloatingPointError(
@@ -340,6 +356,8 @@ def train_model(
       data the run trained on (its table, tokenizer and splits).
     """
     workdir = str(workdir)
+    if budget.enabled(config):
+        config = dpsgd.dp_config(config)
     tcfg = TrainConfig.from_config(config)
     model_config_from(config.model)  # a bad model config fails before any data is read
     mesh = mesh or parallel.make_mesh()
@@ -363,10 +381,11 @@ def _train(
     latest, saved_meta = checkpoint.resume_point(manager, repl)
     frame, schema = load_table(config, data)
     fingerprint = data_fingerprint(frame, data)
+    private = budget.enabled(config)
     if saved_meta:
         where = f"the checkpoint {checkpoint.checkpoint_dir(workdir) / str(latest)}"
-        check_same_data(saved_meta.get("data"), fingerprint, where=where,
-                        allow_new_data=allow_new_data)  # fmt: skip
+        saved_data = budget.read_fingerprint(workdir) if private else saved_meta.get("data")
+        check_same_data(saved_data, fingerprint, where=where, allow_new_data=allow_new_data)
     prep = encode_table(config, frame, schema, source=data,
                         tokenizer_json=saved_meta and saved_meta["tokenizer"])  # fmt: skip
     tok, splits = prep.tokenizer, prep.splits
@@ -391,7 +410,8 @@ def _train(
         "vocab_size": vocab,
         "seq_len": seq_len,
         "columns": list(tok.columns),
-        "data": fingerprint,
+        # Under DP the table's hash stays in the workdir, out of the checkpoint.
+        "data": None if private else fingerprint,
         "flowjax_version": flowjax.__version__,
     }
     logging.info(
@@ -402,11 +422,26 @@ def _train(
     row_len = splits.train.shape[1]  # 1 + F, or a trace-mode window of sentences
     legal_mask = traces.stream_legal(tok.legal_mask(), row_len // seq_len)
     legal = jax.device_put(legal_mask[1:], repl) if tcfg.mask_logits else None
-    p_train = make_train_step(graphdef, tx, mesh, seed=tcfg.seed,
-                              dropout=getattr(model_cfg, "dropout", 0.0) > 0)  # fmt: skip
+    dropout = getattr(model_cfg, "dropout", 0.0) > 0
     n_dev = mesh.devices.size
     flows_per_row = row_len // seq_len  # trace mode: batch sizes count flows, rows are windows
     batch_rows = _rows(tcfg.batch_size, flows_per_row, n_dev)
+    start = int(state["step"])
+    if private:
+        plan = budget.plan(config, rows=prep.private_rows, train_rows=len(splits.train),
+                           batch_size=batch_rows, steps=tcfg.num_steps)  # fmt: skip
+        budget.check_resume(workdir, plan)
+        meta["privacy"] = plan.to_dict()
+        budget.write(workdir, plan, steps_done=start)
+        budget.write_fingerprint(workdir, fingerprint)
+        run_step = dpsgd.make_stepper(graphdef, tx, mesh, splits.train, plan, legal=legal,
+                                      seed=dpsgd.noise_seed(config), dropout=dropout,
+                                      loss_fn=_flow_loss)  # fmt: skip
+        logging.info("differential privacy: %s", budget.describe(plan))
+    else:
+        run_step = _plain_stepper(make_train_step(graphdef, tx, mesh, seed=tcfg.seed,
+                                                  dropout=dropout),
+                                  splits.train, batch_rows, tcfg.seed, mesh, legal)  # fmt: skip
     most = max(1, tcfg.eval_max_rows // flows_per_row) if tcfg.eval_max_rows else 0
     val = _spread(splits.val, most)
     eval_bs = min(_rows(tcfg.eval_batch_size, flows_per_row, n_dev), -(-len(val) // n_dev) * n_dev)
@@ -414,7 +449,7 @@ def _train(
     evaluate = make_eval_fn(graphdef, mesh, batch_size=eval_bs)
     schedule = learning_rate_schedule(tcfg.optimizer, tcfg.num_steps)
     tokens_per_step = batch_rows * (row_len - 1)
-    step = start = int(state["step"])
+    step = start
     pending: list[dict[str, jax.Array]] = []
     history: list[dict[str, float]] = []
     rates: list[float] = []
@@ -425,9 +460,7 @@ def _train(
                     disable=None if parallel.is_main_process() else True)  # fmt: skip
     with jax.set_mesh(mesh), bar:
         for step in range(start + 1, tcfg.num_steps + 1):
-            batch = get_batch(splits.train, step=step - 1, batch_size=batch_rows,
-                              seed=tcfg.seed)  # fmt: skip
-            state, metrics = p_train(state, parallel.shard_batch(batch, mesh), legal)
+            state, metrics = run_step(state, step - 1)
             pending.append(metrics)
             bar.update()
             stop = _stop_reason(step, tcfg, time.perf_counter() - loop_start)
@@ -465,6 +498,8 @@ def _train(
                     stop = "early_stopping"
             if due_save or stop is not None:
                 checkpoint.save(manager, step, state, meta, metrics=tracked, force=True)
+                if private:
+                    budget.write(workdir, plan, steps_done=step)
             clock = time.perf_counter()
             if stop is not None:
                 stopped = stop
@@ -487,6 +522,8 @@ def _train(
         "stopped": stopped,
         "best_step": manager.best_step() if tcfg.keep_best else _best_evaluated_step(history),
     }
+    if private:
+        metrics["privacy"] = budget.write(workdir, plan, steps_done=int(step))
     return metrics, prep
 
 

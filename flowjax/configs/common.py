@@ -44,6 +44,13 @@ families fill `model` and override the rest per preset):
   seconds of training-loop wall time, saving the step reached; 0: off, the
   default: a run's length should not depend on the machine's speed;
   `parse_duration` reads '300', '5m', '1h'; the main job passes `--time_budget`).
+- `dp`: differential privacy (`flowjax.privacy`; off while `epsilon` is 0): the total
+  `epsilon` and `delta` (0: 1/(10 N) rounded down to a power of ten, N the training
+  rows) of the run, per-flow gradient `clip_norm`, the training `noise_multiplier` (0:
+  calibrated to the budget left after the tokenizer), `tokenizer_share` (the part of
+  epsilon and delta the DP tokenizer spends alone), the `accountant` ('rdp' or 'pld',
+  from `dp-accounting`) and `noise_seed` (-1: fresh from the operating system; fixed
+  only for tests and reproductions).
 - size (on in `default`): `size_by_data` applies the family's `small_model` values to
   `model` when the training split has fewer than `small_table_rows` rows
   (`flowjax.configs.sized_for_data`; the RNN: hidden 128 instead of 256).
@@ -140,6 +147,17 @@ def base_config() -> ml_collections.ConfigDict:
     config.size_by_data = True
     config.small_table_rows = 50_000
     config.small_model = ml_collections.ConfigDict()  # the family's values for small tables
+    config.dp = ml_collections.ConfigDict(
+        {
+            "epsilon": 0.0,
+            "delta": 0.0,
+            "clip_norm": 1.0,
+            "noise_multiplier": 0.0,
+            "tokenizer_share": 0.1,
+            "accountant": "rdp",
+            "noise_seed": -1,
+        }
+    )
     return config
 
 
