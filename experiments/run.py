@@ -37,6 +37,8 @@ flags.DEFINE_bool("trace", False, "trace mode: model the flows as a stream in ti
 flags.DEFINE_string("pseudonymise_key_file", "", "a file holding a passphrase: addresses are "
                     "replaced by keyed prefix-preserving Crypto-PAn pseudonyms before training "
                     "(config.data.pseudonymise_key_file)")  # fmt: skip
+flags.DEFINE_float("epsilon", 0.0, "train with differential privacy at this total epsilon "
+                   "(config.dp.epsilon; 0: off; flowjax.privacy, docs/privacy.md)")  # fmt: skip
 flags.DEFINE_bool("verbose", False, "also show orbax's INFO logs (each checkpoint save's steps)")
 FLAGS = flags.FLAGS
 
@@ -58,6 +60,7 @@ def main(argv):
         config.early_stopping_patience = FLAGS.patience
     config.data.trace.enabled = FLAGS.trace
     config.data.pseudonymise_key_file = FLAGS.pseudonymise_key_file
+    config.dp.epsilon = FLAGS.epsilon
     workdir = Path(FLAGS.workdir)
     result = pipeline.run_model(
         config, data=FLAGS.data, workdir=workdir / "model", num_flows=(FLAGS.num_flows,),
@@ -68,6 +71,10 @@ def main(argv):
     report = result.reports[FLAGS.num_flows]
     print(report.to_markdown())
     print(pipeline.markdown_table([pipeline.summary_row(result)]))
+    if "privacy" in result.train_metrics:
+        spent = result.train_metrics["privacy"]["spent"]["total"]
+        print(f"differential privacy: epsilon {spent['epsilon']:.3f}, delta {spent['delta']:.1e} "
+              f"spent ({workdir / 'model' / 'privacy.json'})")  # fmt: skip
     print(f"checkpoints: {workdir / 'model'}\nsynthetic flows: {workdir / 'synthetic.csv'}\n"
           f"report: {workdir / 'report' / 'report.md'}")  # fmt: skip
 

@@ -52,6 +52,7 @@ class ModelResult:
     synthetic: pd.DataFrame  # the generated table, every output column
     schema: object = None  # the tokenizer's schema (flowjax.schema.Schema)
     tokens: dict | None = None  # how each modelled column is tokenized (`token_kinds`)
+    prepared: fjdata.Prepared | None = None  # the data the model trained on (its splits)
 
 
 def scored_columns(tok: FlowTokenizer) -> tuple[list[str], tuple[str, ...], str | None]:
@@ -183,7 +184,7 @@ def run_model(
     logging.info("%s: train %.1f s, generate %.1f s, evaluate %.1f s",
                  config.model.name, *seconds.values())  # fmt: skip
     return ModelResult(config.model.name, metrics, seconds, reports, synthetic,
-                       gen.tokenizer.schema, gen.tokenizer.token_kinds())  # fmt: skip
+                       gen.tokenizer.schema, gen.tokenizer.token_kinds(), prepared)  # fmt: skip
 
 
 def summary_row(result: ModelResult) -> dict:

@@ -31,6 +31,8 @@ import dp_accounting
 import ml_collections
 from dp_accounting import pld, rdp
 
+from flowjax import files
+
 ACCOUNTANTS = ("rdp", "pld")
 # Above this noise multiplier a model learns next to nothing: the budget counts as unmet.
 MAX_NOISE_MULTIPLIER = 50.0
@@ -276,10 +278,7 @@ def describe(plan_: Plan) -> str:
 
 
 def _write_json(path: Path, value: Any) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(".json.tmp")
-    tmp.write_text(json.dumps(value, indent=2) + "\n")
-    os.replace(tmp, path)
+    files.write_atomic(path, json.dumps(value, indent=2) + "\n")
 
 
 def write_fingerprint(workdir: str | os.PathLike, fingerprint: dict[str, Any]) -> None:

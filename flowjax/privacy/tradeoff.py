@@ -1,0 +1,153 @@
+"""The privacy/quality trade-off: runs at several epsilons, quality and two membership attacks.
+
+Each (dataset, model, epsilon) run goes through the main job's path (`pipeline.run_model`:
+train, generate, the evaluation report) with the same steps and batch at every epsilon;
+epsilon inf is the same run without DP (no early stopping or best-checkpoint selection
+either, as under DP). Beside the report's headline it scores two membership attacks, each
+an ROC AUC against 0.5 (no better than a coin): the report's distance attack (synthetic
+rows nearer to training rows than to held-out ones) and a likelihood attack that ranks
+flows by the model's own log-probability, training flows against held-out test flows.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import shutil
+from pathlib import Path
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+from absl import logging
+from flax import nnx
+from matplotlib.backends.backend_agg import FigureCanvasAgg
+from matplotlib.figure import Figure
+from sklearn.metrics import roc_auc_score
+
+from flowjax import data as fjdata
+from flowjax import files, generate, pipeline, train
+
+HEADLINE = (  # (report section, metric, column name)
+    ("fidelity", "column shape (1-KS / 1-TVD)", "column shape"),
+    ("detection", "detection ROC AUC", "detection AUC"),
+    ("utility", "TSTR / TRTR macro-F1", "TSTR/TRTR"),
+    ("coverage", "k-NN precision", "k-NN precision"),
+    ("coverage", "k-NN recall", "k-NN recall"),
+    ("privacy", "membership-inference AUC", "distance attack AUC"),
+)
+
+
+def row_nats(gen: generate.Generator, tokens: np.ndarray, *, batch_size: int = 512) -> np.ndarray:
+    """The model's nats (negative log-probability) of each sentence int32 [n, 1+F]: float [n]."""
+    legal = jnp.asarray(gen.tokenizer.legal_mask()[1:])
+
+    @jax.jit
+    def nats(params, rest, batch):
+        model = nnx.merge(gen.graphdef, params, rest, copy=True)
+        return train.model_loss(model, batch, legal, train=False)
+
+    out = []
+    for start in range(0, len(tokens), batch_size):
+        chunk = tokens[start : start + batch_size]
+        padded = np.concatenate([chunk, np.repeat(chunk[:1], batch_size - len(chunk), 0)])
+        out.append(np.asarray(nats(gen.params, gen.rest, padded))[: len(chunk)])
+    return np.concatenate(out)
+
+
+def likelihood_attack(
+    gen: generate.Generator, splits: fjdata.Splits, *, rows: int = 2000, seed: int = 0
+) -> float:
+    """ROC AUC of telling training flows from held-out test flows by the model's likelihood.
+
+    Equal numbers of each (at most `rows`), a member scored by its log-probability; 0.5 means
+    the model is no likelier on the flows it trained on.
+    """
+    rng = np.random.default_rng(seed)
+    n = min(rows, len(splits.train), len(splits.test))
+    members = splits.train[rng.choice(len(splits.train), n, replace=False)]
+    others = splits.test[rng.choice(len(splits.test), n, replace=False)]
+    scores = -np.r_[row_nats(gen, members), row_nats(gen, others)]
+    return float(roc_auc_score(np.r_[np.ones(n), np.zeros(n)], scores))
+
+
+def run_one(
+    data: str, family: str, epsilon: float, workdir: str | os.PathLike, *, steps: int,
+    num_flows: int, noise_seed: int = -1, seed: int = 0,
+) -> dict:  # fmt: skip
+    """Trains, generates and scores one (dataset, model, epsilon); returns its table row."""
+    config = pipeline.model_config(family, "default")
+    config.update(num_steps=steps, early_stopping_patience=0, keep_best=False)
+    config.dp.update(epsilon=0.0 if math.isinf(epsilon) else epsilon, noise_seed=noise_seed)
+    result = pipeline.run_model(config, data=data, workdir=workdir, num_flows=(num_flows,),
+                                seed=seed)  # fmt: skip
+    report = result.reports[num_flows]
+    gen = generate.load_generator(workdir)
+    row = {"data": Path(str(data)).name.split(".")[0], "model": family, "epsilon": epsilon}
+    for section, metric, name in HEADLINE:
+        row[name] = report.value(section, metric)
+    row["likelihood attack AUC"] = likelihood_attack(gen, result.prepared.splits, seed=seed)
+    row["val bits/column"] = result.train_metrics.get("val_bits_per_column")
+    row["train s"] = result.seconds["train"]
+    row["tokens/s"] = result.train_metrics.get("tokens_per_second")
+    privacy = result.train_metrics.get("privacy")
+    row["epsilon spent"] = privacy["spent"]["total"]["epsilon"] if privacy else math.inf
+    row["noise multiplier"] = privacy["plan"]["noise_multiplier"] if privacy else 0.0
+    return row
+
+
+def plot(rows: list[dict], path: str | os.PathLike) -> None:
+    """Quality and attack AUCs against epsilon (inf at the right edge), a panel per metric."""
+    names = ["column shape", "detection AUC", "TSTR/TRTR", "k-NN recall",
+             "distance attack AUC", "likelihood attack AUC"]  # fmt: skip
+    finite = sorted({r["epsilon"] for r in rows if math.isfinite(r["epsilon"])})
+    at_inf = (finite[-1] * 3) if finite else 1.0
+    fig = Figure(figsize=(13, 7))
+    FigureCanvasAgg(fig)
+    axes = fig.subplots(2, 3)
+    for ax, name in zip(axes.ravel(), names, strict=True):
+        for key in sorted({(r["data"], r["model"]) for r in rows}):
+            runs = sorted((r for r in rows if (r["data"], r["model"]) == key),
+                          key=lambda r: r["epsilon"])  # fmt: skip
+            x = [r["epsilon"] if math.isfinite(r["epsilon"]) else at_inf for r in runs]
+            ax.plot(x, [r[name] for r in runs], marker="o", label=f"{key[0]} {key[1]}")
+        if "attack" in name:
+            ax.axhline(0.5, color="grey", lw=0.8, ls="--")
+        ax.set_xscale("log")
+        ax.set_xticks([*finite, at_inf], [*(f"{e:g}" for e in finite), "inf"])
+        ax.set_title(name)
+        ax.set_xlabel("epsilon")
+    axes[0, 0].legend(fontsize=7)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+
+
+def run_grid(
+    datasets: list[str], families: list[str], epsilons: list[float], *,
+    workdir: str | os.PathLike, out_dir: str | os.PathLike, steps: int, num_flows: int,
+    noise_seed: int = -1,
+) -> list[dict]:  # fmt: skip
+    """Every (dataset, model, epsilon) run; rows go to `<out_dir>/dp_tradeoff.json` as they
+    finish (a rerun skips the rows already there), then the Markdown table and the plot."""
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    path = out / "dp_tradeoff.json"
+    rows = json.loads(path.read_text()) if path.exists() else []
+    done = {(r["data"], r["model"], r["epsilon"]) for r in rows}
+    for data in datasets:
+        for family in families:
+            for eps in epsilons:
+                name = Path(str(data)).name.split(".")[0]
+                if (name, family, eps) in done:
+                    continue
+                run_dir = Path(workdir) / f"{name}_{family}_eps{eps:g}"
+                if run_dir.exists():
+                    shutil.rmtree(run_dir)  # a half-finished run: start it again
+                logging.info("dp trade-off: %s %s epsilon %g", name, family, eps)
+                rows.append(run_one(data, family, eps, run_dir, steps=steps,
+                                    num_flows=num_flows, noise_seed=noise_seed))  # fmt: skip
+                files.write_atomic(path, json.dumps(rows, indent=1, default=float))
+    files.write_atomic(out / "dp_tradeoff.md", pipeline.markdown_table(rows))
+    plot(rows, out / "dp_tradeoff.png")
+    return rows
