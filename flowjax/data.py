@@ -20,9 +20,12 @@ from typing import Any
 import ml_collections
 import numpy as np
 import pandas as pd
+from absl import logging
 
 from flowjax import addresses, traces
 from flowjax.io import BadValuePolicy, load_flows
+from flowjax.privacy import budget
+from flowjax.privacy import tokenizer as private_tokenizer
 from flowjax.schema import Schema
 from flowjax.tokenizer import FlowTokenizer
 
@@ -175,25 +178,56 @@ def encode_table(
     *,
     source: str | os.PathLike,
     tokenizer_json: str | None = None,
+    schema_json: str | None = None,
 ) -> Prepared:
     """Splits the table, fits the tokenizer (or reuses `tokenizer_json`), encodes every split.
 
-    A ValueError (too few rows, a value the reused tokenizer never saw) names `source`.
+    Under differential privacy (`config.dp`) the tokenizer and schema come from
+    `flowjax.privacy.tokenizer.fit_private` (a resumed run reuses `tokenizer_json` and the
+    stored `schema_json`, else the tokenizer's own schema), and rows the DP tokenizer cannot
+    encode are dropped from every split. A ValueError (too few rows, a value the reused
+    tokenizer never saw, DP in trace mode) names `source`.
     """
     dc = config.data
     trace = traces.settings(config)
+    private = budget.enabled(config)
+    if private and trace is not None:
+        raise ValueError(f"{source}: differential privacy (config.dp) does not support trace "
+                         "mode (config.data.trace) yet")  # fmt: skip
     if trace is not None:
         return _encode_stream(config, trace, frame, schema, source=source,
                               tokenizer_json=tokenizer_json)  # fmt: skip
     labels = frame[schema.label].to_numpy() if schema.label else None
+    private_rows = 0
     try:
         tr, va, te = split_indices(len(frame), labels, fractions=tuple(dc.split),
                                    seed=dc.split_seed)  # fmt: skip
-        tok = _tokenizer(config, frame.iloc[tr], schema, frame, tokenizer_json)
-        tokens = tok.encode(frame)
+        if private and tokenizer_json is None:
+            nm, dthr = budget.tokenizer_mechanism(config, n_rows=len(tr))
+            tok, schema = private_tokenizer.fit_private(
+                config, frame.iloc[tr], schema, noise_multiplier=nm, delta_threshold=dthr,
+                seed=budget.noise_seed(config),
+            )  # fmt: skip
+        elif private:  # a resumed DP run: the stored schema, never the table's own
+            tok = FlowTokenizer.from_json(tokenizer_json)
+            schema = Schema.from_json(schema_json) if schema_json is not None else tok.schema
+        else:
+            tok = _tokenizer(config, frame.iloc[tr], schema, frame, tokenizer_json)
+        if private:  # rows with a value the DP vocabulary lacks leave every split
+            keep = private_tokenizer.encodable(tok, frame)
+            logging.info("DP tokenizer: dropped %s of %s train/val/test rows it cannot encode",
+                         [int((~keep[p]).sum()) for p in (tr, va, te)],
+                         [len(p) for p in (tr, va, te)])  # fmt: skip
+            private_rows = len(tr)  # what the guarantee covers, before the filter
+            tr, va, te = (p[keep[p]] for p in (tr, va, te))
+            tokens = np.zeros((len(frame), tok.seq_len), dtype=np.int32)
+            tokens[keep] = tok.encode(frame[keep])
+        else:
+            tokens = tok.encode(frame)
     except ValueError as e:
         raise ValueError(f"{source}: {e}") from e
-    return Prepared(tok, schema, Splits(tokens[tr], tokens[va], tokens[te], tr, va, te), frame)
+    splits = Splits(tokens[tr], tokens[va], tokens[te], tr, va, te)
+    return Prepared(tok, schema, splits, frame, private_rows=private_rows)
 
 
 def _tokenizer(

@@ -290,7 +290,7 @@ def make_eval_fn(graphdef: nnx.GraphDef, mesh: jax.sharding.Mesh, *, batch_size:
     return evaluate
 
 
-def _flow_loss(model: nnx.Module, rows: jax.Array, legal, dropout_key) -> jax.Array:
+def flow_loss(model: nnx.Module, rows: jax.Array, legal, dropout_key) -> jax.Array:
     """Training-mode nats per flow of `rows` (the DP step's per-flow loss)."""
     return model_loss(model, rows, legal, train=True, dropout_key=dropout_key)
 
@@ -387,7 +387,8 @@ def _train(
         saved_data = budget.read_fingerprint(workdir) if private else saved_meta.get("data")
         check_same_data(saved_data, fingerprint, where=where, allow_new_data=allow_new_data)
     prep = encode_table(config, frame, schema, source=data,
-                        tokenizer_json=saved_meta and saved_meta["tokenizer"])  # fmt: skip
+                        tokenizer_json=saved_meta and saved_meta["tokenizer"],
+                        schema_json=saved_meta and saved_meta["schema"])  # fmt: skip
     tok, splits = prep.tokenizer, prep.splits
     config = sized_for_data(config, len(splits.train_idx))  # stored in the checkpoint as resolved
     model_cfg = model_config_from(config.model)
@@ -435,8 +436,8 @@ def _train(
         budget.write(workdir, plan, steps_done=start)
         budget.write_fingerprint(workdir, fingerprint)
         run_step = dpsgd.make_stepper(graphdef, tx, mesh, splits.train, plan, legal=legal,
-                                      seed=dpsgd.noise_seed(config), dropout=dropout,
-                                      loss_fn=_flow_loss)  # fmt: skip
+                                      seed=budget.noise_seed(config), dropout=dropout,
+                                      loss_fn=flow_loss)  # fmt: skip
         logging.info("differential privacy: %s", budget.describe(plan))
     else:
         run_step = _plain_stepper(make_train_step(graphdef, tx, mesh, seed=tcfg.seed,

@@ -48,9 +48,12 @@ families fill `model` and override the rest per preset):
   `epsilon` and `delta` (0: 1/(10 N) rounded down to a power of ten, N the training
   rows) of the run, per-flow gradient `clip_norm`, the training `noise_multiplier` (0:
   calibrated to the budget left after the tokenizer), `tokenizer_share` (the part of
-  epsilon and delta the DP tokenizer spends alone), the `accountant` ('rdp' or 'pld',
-  from `dp-accounting`) and `noise_seed` (-1: fresh from the operating system; fixed
-  only for tests and reproductions).
+  epsilon and delta the DP tokenizer spends alone; training's noise barely grows with it,
+  docs/privacy.md), the `accountant` ('rdp' or 'pld', from `dp-accounting`), `noise_seed`
+  (-1: fresh from the operating system; fixed only for tests and reproductions: it is
+  saved in the config) and `public_labels` (the label's classes, comma-separated, as the
+  user declares them: every declared class keeps a token; empty: classes held by too few
+  rows are suppressed).
 - size (on in `default`): `size_by_data` applies the family's `small_model` values to
   `model` when the training split has fewer than `small_table_rows` rows
   (`flowjax.configs.sized_for_data`; the RNN: hidden 128 instead of 256).
@@ -153,9 +156,10 @@ def base_config() -> ml_collections.ConfigDict:
             "delta": 0.0,
             "clip_norm": 1.0,
             "noise_multiplier": 0.0,
-            "tokenizer_share": 0.1,
+            "tokenizer_share": 0.25,
             "accountant": "rdp",
             "noise_seed": -1,
+            "public_labels": "",
         }
     )
     return config

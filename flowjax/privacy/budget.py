@@ -24,6 +24,7 @@ import dataclasses
 import json
 import math
 import os
+import secrets
 from pathlib import Path
 from typing import Any
 
@@ -53,6 +54,7 @@ class DPConfig:
     tokenizer_share: float
     accountant: str
     noise_seed: int
+    public_labels: str = ""
 
     def __post_init__(self):
         if not 0 <= self.epsilon < math.inf:
@@ -80,6 +82,12 @@ class DPConfig:
 def enabled(config: ml_collections.ConfigDict) -> bool:
     """Whether the run is differentially private (`config.dp.epsilon` > 0)."""
     return "dp" in config and config.dp.epsilon > 0
+
+
+def noise_seed(config: ml_collections.ConfigDict) -> int:
+    """The secret seed of the DP noise and sampling: `config.dp.noise_seed`, or 63 fresh bits."""
+    seed = int(config.dp.noise_seed)
+    return seed if seed >= 0 else secrets.randbits(63)
 
 
 def default_delta(n_rows: int) -> float:
@@ -165,8 +173,11 @@ class Plan:
 
     def event(self, steps: int) -> dp_accounting.DpEvent:
         """The composed release after `steps` training steps: tokenizer, then DP-SGD."""
+        tokenizer = dp_accounting.GaussianDpEvent(self.tokenizer_noise_multiplier)
+        if not steps:
+            return tokenizer
         return dp_accounting.ComposedDpEvent([
-            dp_accounting.GaussianDpEvent(self.tokenizer_noise_multiplier),
+            tokenizer,
             training_event(sampling_rate=self.sampling_rate,
                            noise_multiplier=self.noise_multiplier, steps=steps),
         ])  # fmt: skip
