@@ -1,8 +1,11 @@
 """The privacy/quality trade-off of DP training (issue 16): quality and attacks against epsilon.
 
 COMMAND (docs/privacy.md):
-  python experiments/dp_tradeoff.py --workdir=runs/dp \
-    --data=../shared/data/cicids2017_mlcve_sample_grouped7.csv.gz,lab
+  python experiments/dp_tradeoff.py --workdir=runs/dp --steps=300 \
+    --data=../shared/data/cicids2017_mlcve_sample_grouped7.csv.gz,lab \
+    --public_labels=lab=BENIGN,PortScan,SYNFlood,BruteForce-SSH,BruteForce-FTP,SlowHTTP \
+    --public_labels=../shared/data/cicids2017_mlcve_sample_grouped7.csv.gz=BENIGN,Bot,\
+BruteForce,DoS,Infiltration,PortScan,WebAttack
 
 Trains the default GRU and Transformer at each epsilon (inf: no DP) for the same steps,
 generates, evaluates, and scores the distance and likelihood membership attacks; writes
@@ -20,6 +23,8 @@ flags.DEFINE_list("epsilons", ["1", "3", "10", "inf"], "total epsilons (inf: no 
 flags.DEFINE_integer("steps", 1000, "training steps of every run (the budget covers them)")
 flags.DEFINE_integer("num_flows", 4000, "synthetic flows scored per run")
 flags.DEFINE_integer("noise_seed", -1, "DP noise and sampling seed (-1: fresh, secret)")
+flags.DEFINE_multi_string("public_labels", [], "DATA=CLASS,CLASS,...: the classes of DATA's "
+                          "label as the user declares them (config.dp.public_labels)")  # fmt: skip
 flags.DEFINE_string("workdir", None, "where the runs' checkpoints go")
 flags.DEFINE_string("out", "docs/privacy", "where the table, JSON and plot go")
 flags.mark_flags_as_required(["workdir"])
@@ -30,9 +35,11 @@ def main(argv):
     if len(argv) > 1:
         raise app.UsageError(f"unexpected arguments: {argv[1:]}")
     checkpoint.quiet_orbax_logs()
+    labels = dict(x.split("=", 1) for x in FLAGS.public_labels)
     rows = tradeoff.run_grid(FLAGS.data, FLAGS.models, [float(e) for e in FLAGS.epsilons],
                              workdir=FLAGS.workdir, out_dir=FLAGS.out, steps=FLAGS.steps,
-                             num_flows=FLAGS.num_flows, noise_seed=FLAGS.noise_seed)  # fmt: skip
+                             num_flows=FLAGS.num_flows, noise_seed=FLAGS.noise_seed,
+                             public_labels=labels)  # fmt: skip
     logging.info("%d runs; table in %s/dp_tradeoff.md", len(rows), FLAGS.out)
 
 

@@ -435,9 +435,10 @@ def _train(
         meta["privacy"] = plan.to_dict()
         budget.write(workdir, plan, steps_done=start)
         budget.write_fingerprint(workdir, fingerprint)
+        micro = dpsgd.microbatch(config.dp.microbatch)
         run_step = dpsgd.make_stepper(graphdef, tx, mesh, splits.train, plan, legal=legal,
                                       seed=budget.noise_seed(config), dropout=dropout,
-                                      loss_fn=flow_loss)  # fmt: skip
+                                      loss_fn=flow_loss, microbatch_size=micro)  # fmt: skip
         logging.info("differential privacy: %s", budget.describe(plan))
     else:
         run_step = _plain_stepper(make_train_step(graphdef, tx, mesh, seed=tcfg.seed,

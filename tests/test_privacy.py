@@ -153,7 +153,8 @@ def test_without_noise_or_clipping_dp_sgd_is_the_ordinary_step():
         np.testing.assert_allclose(x, y, atol=1e-5, rtol=0)
 
 
-def test_eight_devices_match_one_under_dp_with_a_fixed_noise_seed():
+@pytest.mark.parametrize("micro", [None, 4])
+def test_eight_devices_match_one_under_dp_with_a_fixed_noise_seed(micro):
     plan = budget.plan(_dp_config(epsilon=3.0), rows=400, train_rows=400, batch_size=BATCH,
                        steps=3)  # fmt: skip
     tokens = np.concatenate([_batch(s) for s in range(50)])
@@ -162,7 +163,8 @@ def test_eight_devices_match_one_under_dp_with_a_fixed_noise_seed():
         mesh = parallel.make_mesh(devices)
         graphdef, tx, state = _setup(mesh)
         stepper = dpsgd.make_stepper(graphdef, tx, mesh, tokens, plan, seed=123, legal=None,
-                                     dropout=False, loss_fn=train.flow_loss)  # fmt: skip
+                                     dropout=False, loss_fn=train.flow_loss,
+                                     microbatch_size=micro)  # fmt: skip
         for i in range(3):
             state, metrics = stepper(state, i)
         finals.append(jax.device_get(state["params"]))

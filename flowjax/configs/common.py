@@ -53,7 +53,8 @@ families fill `model` and override the rest per preset):
   (-1: fresh from the operating system; fixed only for tests and reproductions: it is
   saved in the config) and `public_labels` (the label's classes, comma-separated, as the
   user declares them: every declared class keeps a token; empty: classes held by too few
-  rows are suppressed).
+  rows are suppressed), and `microbatch` (flows whose per-flow gradients are formed at
+  once; 0: 8 on CPU, all on GPU/TPU; speed only).
 - size (on in `default`): `size_by_data` applies the family's `small_model` values to
   `model` when the training split has fewer than `small_table_rows` rows
   (`flowjax.configs.sized_for_data`; the RNN: hidden 128 instead of 256).
@@ -160,6 +161,7 @@ def base_config() -> ml_collections.ConfigDict:
             "accountant": "rdp",
             "noise_seed": -1,
             "public_labels": "",
+            "microbatch": 0,
         }
     )
     return config

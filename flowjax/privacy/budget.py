@@ -55,6 +55,7 @@ class DPConfig:
     accountant: str
     noise_seed: int
     public_labels: str = ""
+    microbatch: int = 0
 
     def __post_init__(self):
         if not 0 <= self.epsilon < math.inf:
@@ -70,6 +71,9 @@ class DPConfig:
         if not 0 < self.tokenizer_share < 1:
             raise ValueError(f"config.dp.tokenizer_share must be in (0, 1), "
                              f"got {self.tokenizer_share}")  # fmt: skip
+        if self.microbatch < 0:
+            raise ValueError(f"config.dp.microbatch must be >= 0 (0: by platform), "
+                             f"got {self.microbatch}")  # fmt: skip
         if self.accountant not in ACCOUNTANTS:
             raise ValueError(f"config.dp.accountant must be one of {ACCOUNTANTS}, "
                              f"got {self.accountant!r}")  # fmt: skip

@@ -1,7 +1,8 @@
 """The privacy/quality trade-off: runs at several epsilons, quality and two membership attacks.
 
 Each (dataset, model, epsilon) run goes through the main job's path (`pipeline.run_model`:
-train, generate, the evaluation report) with the same steps and batch at every epsilon;
+train, generate, the evaluation report) with the same steps and batch at every epsilon
+(warm-up at most a tenth of the steps);
 epsilon inf is the same run without DP (no early stopping or best-checkpoint selection
 either, as under DP). Beside the report's headline it scores two membership attacks, each
 an ROC AUC against 0.5 (no better than a coin): the report's distance attack (synthetic
@@ -26,8 +27,8 @@ from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 from sklearn.metrics import roc_auc_score
 
+from flowjax import configs, files, generate, pipeline, train
 from flowjax import data as fjdata
-from flowjax import files, generate, pipeline, train
 
 HEADLINE = (  # (report section, metric, column name)
     ("fidelity", "column shape (1-KS / 1-TVD)", "column shape"),
@@ -74,12 +75,14 @@ def likelihood_attack(
 
 def run_one(
     data: str, family: str, epsilon: float, workdir: str | os.PathLike, *, steps: int,
-    num_flows: int, noise_seed: int = -1, seed: int = 0,
+    num_flows: int, noise_seed: int = -1, seed: int = 0, public_labels: str = "",
 ) -> dict:  # fmt: skip
     """Trains, generates and scores one (dataset, model, epsilon); returns its table row."""
-    config = pipeline.model_config(family, "default")
-    config.update(num_steps=steps, early_stopping_patience=0, keep_best=False)
-    config.dp.update(epsilon=0.0 if math.isinf(epsilon) else epsilon, noise_seed=noise_seed)
+    config = configs.with_steps(pipeline.model_config(family, "default"), steps)
+    config.update(early_stopping_patience=0, keep_best=False)
+    config.optimizer.warmup_steps = min(config.optimizer.warmup_steps, steps // 10)
+    config.dp.update(epsilon=0.0 if math.isinf(epsilon) else epsilon, noise_seed=noise_seed,
+                     public_labels=public_labels)  # fmt: skip
     result = pipeline.run_model(config, data=data, workdir=workdir, num_flows=(num_flows,),
                                 seed=seed)  # fmt: skip
     report = result.reports[num_flows]
@@ -126,10 +129,11 @@ def plot(rows: list[dict], path: str | os.PathLike) -> None:
 def run_grid(
     datasets: list[str], families: list[str], epsilons: list[float], *,
     workdir: str | os.PathLike, out_dir: str | os.PathLike, steps: int, num_flows: int,
-    noise_seed: int = -1,
+    noise_seed: int = -1, public_labels: dict[str, str] | None = None,
 ) -> list[dict]:  # fmt: skip
     """Every (dataset, model, epsilon) run; rows go to `<out_dir>/dp_tradeoff.json` as they
-    finish (a rerun skips the rows already there), then the Markdown table and the plot."""
+    finish (a rerun skips the rows already there), then the Markdown table and the plot.
+    `public_labels` maps a dataset to its declared classes (`config.dp.public_labels`)."""
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     path = out / "dp_tradeoff.json"
@@ -145,8 +149,9 @@ def run_grid(
                 if run_dir.exists():
                     shutil.rmtree(run_dir)  # a half-finished run: start it again
                 logging.info("dp trade-off: %s %s epsilon %g", name, family, eps)
-                rows.append(run_one(data, family, eps, run_dir, steps=steps,
-                                    num_flows=num_flows, noise_seed=noise_seed))  # fmt: skip
+                labels = (public_labels or {}).get(data, "")
+                rows.append(run_one(data, family, eps, run_dir, steps=steps, num_flows=num_flows,
+                                    noise_seed=noise_seed, public_labels=labels))  # fmt: skip
                 files.write_atomic(path, json.dumps(rows, indent=1, default=float))
     files.write_atomic(out / "dp_tradeoff.md", pipeline.markdown_table(rows))
     plot(rows, out / "dp_tradeoff.png")
