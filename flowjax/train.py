@@ -290,6 +290,15 @@ def make_eval_fn(graphdef: nnx.GraphDef, mesh: jax.sharding.Mesh, *, batch_size:
     return evaluate
 
 
+def _public_config(config: ml_collections.ConfigDict) -> dict:
+    """The config a checkpoint carries; a DP run's noise seed is kept out (it would void the
+    guarantee for anyone holding the checkpoint)."""
+    out = config.to_dict()
+    if budget.enabled(config):
+        out["dp"]["noise_seed"] = -1
+    return out
+
+
 def flow_loss(model: nnx.Module, rows: jax.Array, legal, dropout_key) -> jax.Array:
     """Training-mode nats per flow of `rows` (the DP step's per-flow loss)."""
     return model_loss(model, rows, legal, train=True, dropout_key=dropout_key)
@@ -405,7 +414,7 @@ def _train(
         state, _ = checkpoint.restore(manager, checkpoint.abstract_on(state, repl), step=latest)
         logging.info("resumed from %s at step %d", checkpoint.checkpoint_dir(workdir), latest)
     meta = {
-        "config": config.to_dict(),
+        "config": _public_config(config),
         "tokenizer": tok.to_json(),
         "schema": prep.schema.to_json(),
         "vocab_size": vocab,

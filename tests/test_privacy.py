@@ -10,7 +10,7 @@ import pandas as pd
 import pytest
 from dp_accounting import rdp
 
-from flowjax import checkpoint, configs, generate, parallel, train
+from flowjax import checkpoint, configs, generate, io, parallel, train
 from flowjax.models import model_config_from
 from flowjax.privacy import budget, dpsgd
 
@@ -184,8 +184,13 @@ def test_eight_devices_match_one_under_dp_with_a_fixed_noise_seed(micro):
 def test_dp_run_end_to_end_records_its_budget_and_refuses_to_overspend(tmp_path, caplog):
     config = _dp_config("rnn", epsilon=3.0, noise_seed=0)
     config.update(num_steps=20, batch_size=32)
+    config.data.fraction = 1.0
+    table = io.load_flows("lab", derive=False, identities=False).frame
+    table.loc[7, "label"], table.loc[8, "flow_duration"] = "SENTINEL_51c0", 987654.321
+    data = tmp_path / "lab_with_sentinels.csv"
+    table.to_csv(data, index=False)
     mesh = parallel.make_mesh(jax.devices()[:1])
-    metrics = train.train_and_evaluate(config, tmp_path, data="lab", mesh=mesh)
+    metrics = train.train_and_evaluate(config, tmp_path, data=data, mesh=mesh)
     record = json.loads((tmp_path / budget.PRIVACY_FILE).read_text())
     assert record == metrics["privacy"]
     assert record["spent"]["steps"] == 20 and record["plan"]["steps"] == 20
@@ -195,10 +200,13 @@ def test_dp_run_end_to_end_records_its_budget_and_refuses_to_overspend(tmp_path,
     assert gen.privacy == record["plan"]  # the checkpoint carries the plan
     meta = checkpoint.read_meta(checkpoint.make_manager(tmp_path, save_every=10, keep=2), 20)
     assert meta["data"] is None  # the table's hash stays out of a DP checkpoint
+    assert meta["config"]["dp"]["noise_seed"] == -1  # and so does a fixed noise seed
+    text = json.dumps(meta)
+    assert "SENTINEL_51c0" not in text and "987654.321" not in text  # one row's values
     with caplog.at_level("INFO"):
         frame = generate.generate_to_files(gen, 64, tmp_path / "out.csv", batch_size=32)
     assert "trained with differential privacy: epsilon 3" in caplog.text
     assert len(pd.read_csv(frame)) == 64
     config.num_steps = 40  # resuming for more steps would spend more than recorded
     with pytest.raises(ValueError, match="steps 20 -> 40"):
-        train.train_and_evaluate(config, tmp_path, data="lab", mesh=mesh)
+        train.train_and_evaluate(config, tmp_path, data=data, mesh=mesh)

@@ -3,5 +3,7 @@
 `budget` plans one (epsilon, delta) budget over the tokenizer fit and training with one
 `dp-accounting` accountant and writes `<workdir>/privacy.json`; `tokenizer` fits the
 tokenizer from noisy histograms only; `dpsgd` clips each flow's gradient and adds noise
-once per step on Poisson-sampled batches. `train.py` switches them on with `config.dp`.
+once per step on Poisson-sampled batches; `tradeoff` measures quality and membership
+attacks against epsilon. `data.py` and `train.py` switch them on with `config.dp`
+(docs/privacy.md).
 """

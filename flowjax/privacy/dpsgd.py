@@ -44,7 +44,7 @@ def dp_config(config: ml_collections.ConfigDict) -> ml_collections.ConfigDict:
     changes = {"early_stopping_patience": 0, "keep_best": False}
     if config.model.get("batch_norm", False):
         changes["model.batch_norm"] = False
-    config = ml_collections.ConfigDict(config.to_dict())
+    config = config.copy_and_resolve_references()
     for name, value in changes.items():
         *parents, leaf = name.split(".")
         node = config
