@@ -25,6 +25,8 @@ flags.DEFINE_integer("num_flows", 4000, "synthetic flows scored per run")
 flags.DEFINE_integer("noise_seed", -1, "DP noise and sampling seed (-1: fresh, secret)")
 flags.DEFINE_multi_string("public_labels", [], "DATA=CLASS,CLASS,...: the classes of DATA's "
                           "label as the user declares them (config.dp.public_labels)")  # fmt: skip
+flags.DEFINE_bool("rescore_likelihood", False, "only score the likelihood attack again on the "
+                  "runs already in --out's JSON (their checkpoints in --workdir)")  # fmt: skip
 flags.DEFINE_string("workdir", None, "where the runs' checkpoints go")
 flags.DEFINE_string("out", "docs/privacy", "where the table, JSON and plot go")
 flags.mark_flags_as_required(["workdir"])
@@ -35,6 +37,10 @@ def main(argv):
     if len(argv) > 1:
         raise app.UsageError(f"unexpected arguments: {argv[1:]}")
     checkpoint.quiet_orbax_logs()
+    if FLAGS.rescore_likelihood:
+        rows = tradeoff.rescore_likelihood(FLAGS.data, workdir=FLAGS.workdir, out_dir=FLAGS.out)
+        logging.info("rescored %d runs; table in %s/dp_tradeoff.md", len(rows), FLAGS.out)
+        return
     labels = dict(x.split("=", 1) for x in FLAGS.public_labels)
     rows = tradeoff.run_grid(FLAGS.data, FLAGS.models, [float(e) for e in FLAGS.epsilons],
                              workdir=FLAGS.workdir, out_dir=FLAGS.out, steps=FLAGS.steps,

@@ -10,9 +10,9 @@ import pandas as pd
 import pytest
 from dp_accounting import rdp
 
-from flowjax import checkpoint, configs, generate, io, parallel, train
+from flowjax import checkpoint, configs, generate, io, parallel, pipeline, train
 from flowjax.models import model_config_from
-from flowjax.privacy import budget, dpsgd
+from flowjax.privacy import budget, dpsgd, tradeoff
 
 VOCAB, SEQ_LEN, BATCH = 30, 12, 8
 
@@ -210,3 +210,16 @@ def test_dp_run_end_to_end_records_its_budget_and_refuses_to_overspend(tmp_path,
     config.num_steps = 40  # resuming for more steps would spend more than recorded
     with pytest.raises(ValueError, match="steps 20 -> 40"):
         train.train_and_evaluate(config, tmp_path, data=data, mesh=mesh)
+
+
+def test_likelihood_attack_finds_members_only_where_the_model_knows_them(tmp_path):
+    config = pipeline.model_config("bigram", "tiny")
+    gen, prepared, _ = pipeline.fit(config, "lab", tmp_path)
+    splits = prepared.splits
+    copies = dataclasses.replace(splits, test=splits.train)  # "held-out" rows that are members
+    assert tradeoff.likelihood_attack(gen, copies) == pytest.approx(0.5)
+    assert tradeoff.likelihood_attack(gen, splits) > 0.5  # a bigram table favours its own rows
+    shuffled = splits.test.copy()  # held-out flows whose symbols the model never saw in order
+    np.random.default_rng(0).permuted(shuffled[:, 1:], axis=1, out=shuffled[:, 1:])
+    strangers = dataclasses.replace(splits, test=shuffled)
+    assert tradeoff.likelihood_attack(gen, strangers) > 0.95

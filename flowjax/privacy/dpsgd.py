@@ -70,7 +70,7 @@ def microbatch(setting: int) -> int | None:
     """Flows whose per-flow gradients are formed at once (`config.dp.microbatch`; None: all).
 
     0 picks by platform: 8 on CPU, where writing every flow's gradient at once is bound by
-    memory traffic (4 to 8 measured 2.2 to 3.3 times faster than 128 on a 2-core CPU,
+    memory traffic (8 measured 2 to 3 times faster than 128 on a 2-core CPU,
     docs/privacy.md), the whole chunk on GPU and TPU.
     """
     if setting:

@@ -58,19 +58,21 @@ def row_nats(gen: generate.Generator, tokens: np.ndarray, *, batch_size: int = 5
 
 
 def likelihood_attack(
-    gen: generate.Generator, splits: fjdata.Splits, *, rows: int = 2000, seed: int = 0
+    gen: generate.Generator, splits: fjdata.Splits, *, rows: int = 20_000, seed: int = 0
 ) -> float:
     """ROC AUC of telling training flows from held-out test flows by the model's likelihood.
 
-    Equal numbers of each (at most `rows`), a member scored by its log-probability; 0.5 means
-    the model is no likelier on the flows it trained on.
+    Every training and test flow (at most `rows` of each, a seeded subsample), each scored by
+    its log-probability; 0.5 means the model is no likelier on the flows it trained on.
     """
     rng = np.random.default_rng(seed)
-    n = min(rows, len(splits.train), len(splits.test))
-    members = splits.train[rng.choice(len(splits.train), n, replace=False)]
-    others = splits.test[rng.choice(len(splits.test), n, replace=False)]
+
+    def some(tokens):
+        return tokens if len(tokens) <= rows else tokens[rng.choice(len(tokens), rows, False)]
+
+    members, others = some(splits.train), some(splits.test)
     scores = -np.r_[row_nats(gen, members), row_nats(gen, others)]
-    return float(roc_auc_score(np.r_[np.ones(n), np.zeros(n)], scores))
+    return float(roc_auc_score(np.r_[np.ones(len(members)), np.zeros(len(others))], scores))
 
 
 def run_one(
@@ -87,7 +89,7 @@ def run_one(
                                 seed=seed)  # fmt: skip
     report = result.reports[num_flows]
     gen = generate.load_generator(workdir)
-    row = {"data": Path(str(data)).name.split(".")[0], "model": family, "epsilon": epsilon}
+    row = {"data": _name(data), "model": family, "epsilon": epsilon}
     for section, metric, name in HEADLINE:
         row[name] = report.value(section, metric)
     row["likelihood attack AUC"] = likelihood_attack(gen, result.prepared.splits, seed=seed)
@@ -142,10 +144,10 @@ def run_grid(
     for data in datasets:
         for family in families:
             for eps in epsilons:
-                name = Path(str(data)).name.split(".")[0]
+                name = _name(data)
                 if (name, family, eps) in done:
                     continue
-                run_dir = Path(workdir) / f"{name}_{family}_eps{eps:g}"
+                run_dir = _run_dir(workdir, name, family, eps)
                 if run_dir.exists():
                     shutil.rmtree(run_dir)  # a half-finished run: start it again
                 logging.info("dp trade-off: %s %s epsilon %g", name, family, eps)
@@ -153,6 +155,39 @@ def run_grid(
                 rows.append(run_one(data, family, eps, run_dir, steps=steps, num_flows=num_flows,
                                     noise_seed=noise_seed, public_labels=labels))  # fmt: skip
                 files.write_atomic(path, json.dumps(rows, indent=1, default=float))
+    _write_outputs(rows, out)
+    return rows
+
+
+def rescore_likelihood(
+    datasets: list[str], *, workdir: str | os.PathLike, out_dir: str | os.PathLike
+) -> list[dict]:
+    """Scores the likelihood attack again on the checkpoints of the rows in
+    `<out_dir>/dp_tradeoff.json` (after a change to `likelihood_attack`); rewrites the outputs."""
+    out = Path(out_dir)
+    rows = json.loads((out / "dp_tradeoff.json").read_text())
+    paths = {_name(d): d for d in datasets}
+    for row in rows:
+        run_dir = _run_dir(workdir, row["data"], row["model"], row["epsilon"])
+        gen = generate.load_generator(run_dir)
+        config = pipeline.model_config(row["model"], "default")
+        config.dp.epsilon = 0.0 if math.isinf(row["epsilon"]) else row["epsilon"]
+        prepared = fjdata.prepare_data(config, paths[row["data"]],
+                                       tokenizer_json=gen.tokenizer.to_json())  # fmt: skip
+        row["likelihood attack AUC"] = likelihood_attack(gen, prepared.splits)
+    files.write_atomic(out / "dp_tradeoff.json", json.dumps(rows, indent=1, default=float))
+    _write_outputs(rows, out)
+    return rows
+
+
+def _name(data: str) -> str:
+    return Path(str(data)).name.split(".")[0]
+
+
+def _run_dir(workdir: str | os.PathLike, name: str, family: str, epsilon: float) -> Path:
+    return Path(workdir) / f"{name}_{family}_eps{epsilon:g}"
+
+
+def _write_outputs(rows: list[dict], out: Path) -> None:
     files.write_atomic(out / "dp_tradeoff.md", pipeline.markdown_table(rows))
     plot(rows, out / "dp_tradeoff.png")
-    return rows
