@@ -261,31 +261,40 @@ def make_train_step(
     )
 
 
-def make_eval_fn(graphdef: nnx.GraphDef, mesh: jax.sharding.Mesh, *, batch_size: int):
-    """Returns `evaluate(state, tokens int32[n, 1+F], legal) -> mean nats per flow`.
+def make_row_loss_fn(graphdef: nnx.GraphDef, mesh: jax.sharding.Mesh, *, batch_size: int):
+    """Returns `row_losses(params, rest, tokens int32[n, 1+F], legal) -> float32 [n]`, each
+    row's nats per flow in evaluation mode.
 
-    The last chunk is padded to `batch_size` (zero weight), so one shape compiles.
+    The last chunk is padded to `batch_size` with copies of its first row (dropped from the
+    result), so one shape compiles.
     """
     repl, data = parallel.replicated(mesh), parallel.data_sharding(mesh)
 
-    def loss_sum(params, rest, batch, weights, legal):
+    def losses(params, rest, batch, legal):
         model = nnx.merge(graphdef, params, rest, copy=True)
-        losses = model_loss(model, batch, legal, train=False)
-        return jnp.sum(losses * weights)
+        return model_loss(model, batch, legal, train=False)
 
-    p_loss_sum = jax.jit(loss_sum, in_shardings=(repl, repl, data, data, repl), out_shardings=repl)
+    p_losses = jax.jit(losses, in_shardings=(repl, repl, data, repl), out_shardings=repl)
 
-    def evaluate(state: TrainState, tokens: np.ndarray, legal: jax.Array | None) -> float:
-        total = 0.0
+    def row_losses(params, rest, tokens: np.ndarray, legal: jax.Array | None) -> np.ndarray:
+        out = []
         for start in range(0, len(tokens), batch_size):
             chunk = tokens[start : start + batch_size]
-            weights = np.zeros(batch_size, np.float32)
-            weights[: len(chunk)] = 1.0
-            chunk = np.concatenate([chunk, np.repeat(chunk[:1], batch_size - len(chunk), 0)])
-            batch = parallel.shard_batch(chunk, mesh)
-            w = parallel.shard_batch(weights, mesh)
-            total += float(p_loss_sum(state["params"], state["rest"], batch, w, legal))
-        return total / len(tokens)
+            padded = np.concatenate([chunk, np.repeat(chunk[:1], batch_size - len(chunk), 0)])
+            nats = p_losses(params, rest, parallel.shard_batch(padded, mesh), legal)
+            out.append(np.asarray(jax.device_get(nats))[: len(chunk)])
+        return np.concatenate(out)
+
+    return row_losses
+
+
+def make_eval_fn(graphdef: nnx.GraphDef, mesh: jax.sharding.Mesh, *, batch_size: int):
+    """Returns `evaluate(state, tokens int32[n, 1+F], legal) -> mean nats per flow`."""
+    row_losses = make_row_loss_fn(graphdef, mesh, batch_size=batch_size)
+
+    def evaluate(state: TrainState, tokens: np.ndarray, legal: jax.Array | None) -> float:
+        nats = row_losses(state["params"], state["rest"], tokens, legal)
+        return float(np.mean(nats, dtype=np.float64))
 
     return evaluate
 

@@ -18,11 +18,9 @@ import os
 import shutil
 from pathlib import Path
 
-import jax
 import jax.numpy as jnp
 import numpy as np
 from absl import logging
-from flax import nnx
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 from sklearn.metrics import roc_auc_score
@@ -42,19 +40,11 @@ HEADLINE = (  # (report section, metric, column name)
 
 def row_nats(gen: generate.Generator, tokens: np.ndarray, *, batch_size: int = 512) -> np.ndarray:
     """The model's nats (negative log-probability) of each sentence int32 [n, 1+F]: float [n]."""
+    n_dev = gen.mesh.devices.size
+    row_losses = train.make_row_loss_fn(gen.graphdef, gen.mesh,
+                                        batch_size=-(-batch_size // n_dev) * n_dev)  # fmt: skip
     legal = jnp.asarray(gen.tokenizer.legal_mask()[1:])
-
-    @jax.jit
-    def nats(params, rest, batch):
-        model = nnx.merge(gen.graphdef, params, rest, copy=True)
-        return train.model_loss(model, batch, legal, train=False)
-
-    out = []
-    for start in range(0, len(tokens), batch_size):
-        chunk = tokens[start : start + batch_size]
-        padded = np.concatenate([chunk, np.repeat(chunk[:1], batch_size - len(chunk), 0)])
-        out.append(np.asarray(nats(gen.params, gen.rest, padded))[: len(chunk)])
-    return np.concatenate(out)
+    return row_losses(gen.params, gen.rest, tokens, legal)
 
 
 def likelihood_attack(
