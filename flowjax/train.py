@@ -451,7 +451,7 @@ def _train(
                            batch_size=batch_rows, steps=tcfg.num_steps)  # fmt: skip
         budget.check_resume(workdir, plan)
         meta["privacy"] = plan.to_dict()
-        budget.write(workdir, plan, steps_done=start)
+        privacy = budget.write(workdir, plan, steps_done=start)
         budget.write_fingerprint(workdir, fingerprint)
         micro = dpsgd.microbatch(config.dp.microbatch)
         run_step = dpsgd.make_stepper(graphdef, tx, mesh, splits.train, plan, legal=legal,
@@ -519,7 +519,7 @@ def _train(
             if due_save or stop is not None:
                 checkpoint.save(manager, step, state, meta, metrics=tracked, force=True)
                 if private:
-                    budget.write(workdir, plan, steps_done=step)
+                    privacy = budget.write(workdir, plan, steps_done=step)
             clock = time.perf_counter()
             if stop is not None:
                 stopped = stop
@@ -543,7 +543,7 @@ def _train(
         "best_step": manager.best_step() if tcfg.keep_best else _best_evaluated_step(history),
     }
     if private:
-        metrics["privacy"] = budget.write(workdir, plan, steps_done=int(step))
+        metrics["privacy"] = privacy  # written at the last save: every run ends on one
     return metrics, prep
 
 
