@@ -39,6 +39,9 @@ flags.DEFINE_string("pseudonymise_key_file", "", "a file holding a passphrase: a
                     "(config.data.pseudonymise_key_file)")  # fmt: skip
 flags.DEFINE_float("epsilon", 0.0, "train with differential privacy at this total epsilon "
                    "(config.dp.epsilon; 0: off; flowjax.privacy, docs/privacy.md)")  # fmt: skip
+flags.DEFINE_list("public_labels", [], "with --epsilon: the label's classes as you declare them "
+                  "(config.dp.public_labels); every declared class keeps a token, while an "
+                  "undeclared class held by few flows is suppressed")  # fmt: skip
 flags.DEFINE_bool("verbose", False, "also show orbax's INFO logs (each checkpoint save's steps)")
 FLAGS = flags.FLAGS
 
@@ -61,6 +64,7 @@ def main(argv):
     config.data.trace.enabled = FLAGS.trace
     config.data.pseudonymise_key_file = FLAGS.pseudonymise_key_file
     config.dp.epsilon = FLAGS.epsilon
+    config.dp.public_labels = ",".join(FLAGS.public_labels)
     workdir = Path(FLAGS.workdir)
     result = pipeline.run_model(
         config, data=FLAGS.data, workdir=workdir / "model", num_flows=(FLAGS.num_flows,),
