@@ -17,6 +17,7 @@ of Parquet shards that a rerun with the same flags resumes.
 import jax
 from absl import app, flags, logging
 
+from experiments import processes
 from flowjax import checkpoint, generate, sampling
 
 flags.DEFINE_string("workdir", None, "training run directory (holding checkpoints/)")
@@ -52,6 +53,7 @@ def main(argv):
         raise app.UsageError(f"unexpected arguments: {argv[1:]}")
     if not FLAGS.verbose:
         checkpoint.quiet_orbax_logs()
+    processes.initialize()
     logging.info("jax %s, devices %s, process %d", jax.__version__, jax.devices(),
                  jax.process_index())  # fmt: skip
     strategy = sampling.strategy_from_flags(FLAGS.strategy, temperature=FLAGS.temperature,

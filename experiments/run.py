@@ -3,6 +3,9 @@
   python -m experiments.run                      # on the lab capture that flowjax ships
   python -m experiments.run --data=flows.csv     # on your own flow table
 
+With several processes (--coordinator_address, --num_processes, --process_id) all of them
+train; process 0 alone then generates, evaluates and writes.
+
 Writes <workdir>/synthetic.csv (the input's columns, order and dtypes; how each column was
 produced in synthetic.csv.schema.json), <workdir>/report/{report.md,report.json,*.png} and the
 checkpoints under <workdir>/model; prints the headline table. Training stops at the first of:
@@ -16,7 +19,8 @@ from pathlib import Path
 import jax
 from absl import app, flags, logging
 
-from flowjax import checkpoint, configs, files, pipeline, table
+from experiments import processes
+from flowjax import checkpoint, configs, files, parallel, pipeline, table
 from flowjax.configs import common
 
 flags.DEFINE_string("data", "lab", "flow table (CSV, CSV.gz, Parquet) or a shipped dataset name")
@@ -52,6 +56,7 @@ def main(argv):
     logging.set_verbosity(logging.INFO)
     if not FLAGS.verbose:
         checkpoint.quiet_orbax_logs()
+    processes.initialize()
     logging.info("jax %s on %s", jax.__version__, jax.devices())
     config = pipeline.model_config(FLAGS.model, FLAGS.preset)
     if FLAGS.steps is not None:
@@ -66,6 +71,10 @@ def main(argv):
     config.dp.epsilon = FLAGS.epsilon
     config.dp.public_labels = ",".join(FLAGS.public_labels)
     workdir = Path(FLAGS.workdir)
+    if not parallel.is_main_process():  # trains beside process 0, which samples and reports
+        pipeline.fit(config, FLAGS.data, workdir / "model")
+        parallel.barrier("run_done", timeout_s=3600)
+        return
     result = pipeline.run_model(
         config, data=FLAGS.data, workdir=workdir / "model", num_flows=(FLAGS.num_flows,),
         seed=FLAGS.seed, report_dir=workdir / "report",
@@ -81,6 +90,7 @@ def main(argv):
               f"spent ({workdir / 'model' / 'privacy.json'})")  # fmt: skip
     print(f"checkpoints: {workdir / 'model'}\nsynthetic flows: {workdir / 'synthetic.csv'}\n"
           f"report: {workdir / 'report' / 'report.md'}")  # fmt: skip
+    parallel.barrier("run_done", timeout_s=3600)
 
 
 def cli():

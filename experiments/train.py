@@ -3,7 +3,9 @@
 Usage:
   python experiments/train.py --config=flowjax/configs/rnn.py:paper \
     --data=cicids2017_mlcve_friday_afternoon_ddos_head10k.csv.gz --workdir=runs/rnn_paper \
-    [--config.num_steps=2000] [--time_budget=1h] [--distributed] [--verbose]
+    [--config.num_steps=2000] [--time_budget=1h] [--verbose]
+  several processes: add --coordinator_address=host:port --num_processes=N --process_id=i
+  to each (or --distributed on a TPU pod)
 
 Running it again with the same --workdir resumes from the latest checkpoint that
 reads, on the same data (--allow_new_data continues it on other data).
@@ -18,6 +20,7 @@ import jax
 from absl import app, flags, logging
 from ml_collections import config_flags
 
+from experiments import processes
 from flowjax import checkpoint, parallel, train
 from flowjax.configs import common
 
@@ -26,9 +29,6 @@ _CONFIG = config_flags.DEFINE_config_file(
 )
 _DATA = flags.DEFINE_string("data", None, "Flow file (CSV, CSV.gz, Parquet) or dataset name.")
 _WORKDIR = flags.DEFINE_string("workdir", None, "Run directory (checkpoints, resume).")
-_DISTRIBUTED = flags.DEFINE_bool(
-    "distributed", False, "Call jax.distributed.initialize() (multi-host runs)."
-)
 _ALLOW_NEW_DATA = flags.DEFINE_bool(
     "allow_new_data", False, "Resume the workdir's checkpoint on other data than it was trained on."
 )
@@ -47,7 +47,7 @@ def main(argv: list[str]) -> None:
         raise app.UsageError(f"unexpected arguments: {argv[1:]}")
     if not _VERBOSE.value:
         checkpoint.quiet_orbax_logs()
-    parallel.maybe_initialize_distributed(_DISTRIBUTED.value)
+    processes.initialize()
     logging.info("jax %s, flax %s", jax.__version__, flax.__version__)
     logging.info(
         "process %d of %d; devices: %s", jax.process_index(), jax.process_count(), jax.devices()

@@ -102,19 +102,18 @@ def _epoch_permutation(seed: int, epoch: int, n: int) -> np.ndarray:
     return np.random.default_rng((seed, epoch)).permutation(n)
 
 
-def get_batch(tokens: np.ndarray, *, step: int, batch_size: int, seed: int) -> np.ndarray:
-    """The batch of training step `step`: rows `step * batch_size ...` of the seeded epoch order.
+def batch_indices(n: int, *, step: int, batch_size: int, seed: int) -> np.ndarray:
+    """The training rows of step `step`: positions `step * batch_size ...` of the epoch order.
 
     Args:
-      tokens: int32[N, 1 + F] training sentences.
+      n: the number of training sentences.
       step: the global training step (0-based).
       batch_size: the global batch size.
       seed: the data seed; epoch e is shuffled by the generator seeded (seed, e).
 
     Returns:
-      int32[batch_size, 1 + F].
+      int64[batch_size] row indices into the training sentences.
     """
-    n = len(tokens)
     if n == 0:
         raise ValueError("no training sentences")
     flat = step * batch_size + np.arange(batch_size)
@@ -123,7 +122,16 @@ def get_batch(tokens: np.ndarray, *, step: int, batch_size: int, seed: int) -> n
     for e in np.unique(epochs):
         sel = epochs == e
         rows[sel] = _epoch_permutation(seed, int(e), n)[pos[sel]]
-    return tokens[rows]
+    return rows
+
+
+def get_batch(tokens: np.ndarray, *, step: int, batch_size: int, seed: int) -> np.ndarray:
+    """The batch of training step `step` (`batch_indices`): int32[batch_size, 1 + F].
+
+    `tokens` is int32[N, 1 + F] (or a memory-mapped token file, read row by row).
+    """
+    rows = batch_indices(len(tokens), step=step, batch_size=batch_size, seed=seed)
+    return np.asarray(tokens[rows], dtype=np.int32)
 
 
 @dataclasses.dataclass(frozen=True)

@@ -19,7 +19,10 @@ the label's forced token (the label is the first column of the sentence).
 
 Determinism: a row's tokens depend only on (seed, global row index); the values drawn
 inside each symbol's interval depend only on (seed, global row index) as well.
-Generation runs in one process (all its local devices); files are written by it alone.
+Several processes (`parallel.initialize`) split a shard directory: process p samples on its
+own devices and writes shards p, p + P, p + 2P, ...; process 0 writes the manifest before
+(the arguments, which a rerun must repeat) and after a barrier (the shards, once all are
+complete). Any other output is written by process 0 alone.
 """
 
 from __future__ import annotations
@@ -29,6 +32,7 @@ import gzip
 import itertools
 import json
 import os
+import time
 from collections.abc import Iterator, Mapping
 from pathlib import Path
 
@@ -46,6 +50,7 @@ from flowjax.tokenizer import FlowTokenizer, row_uniforms
 
 MANIFEST = "_manifest.json"  # "_" and "." prefixes: Parquet dataset readers skip them
 _FORMAT = "flowjax-parquet-shards-v1"
+_COMPLETE = "complete"  # the manifest's record of the finished shards (not an argument)
 DEFAULT_STRATEGY = sampling.Temperature()
 _ROW_GROUP = 1 << 16  # rows per Parquet row group (or CSV write)
 ZEEK_SUFFIXES = (".log", ".log.gz")  # written as Zeek logs (a model trained on one)
@@ -94,8 +99,9 @@ class Generator:
 def load_generator(
     workdir: str | os.PathLike, *, step: int | None = None, devices=None
 ) -> Generator:
-    """Loads `step`, else the kept best or latest readable checkpoint (`load_for_inference`)."""
-    mesh = parallel.make_mesh(devices)
+    """Loads `step`, else the kept best or latest readable checkpoint (`load_for_inference`),
+    onto `devices` (default: this process's, so that each process samples on its own)."""
+    mesh = parallel.make_mesh(jax.local_devices() if devices is None else devices)
     workdir = checkpoint.workdir_of(workdir)
     bundle = checkpoint.load_for_inference(workdir, step=step, mesh=mesh)
     return Generator(
@@ -442,6 +448,7 @@ def _open_manifest(out: Path, record: dict) -> None:
     path = out / MANIFEST
     if path.exists():
         old = json.loads(path.read_text())
+        old.pop(_COMPLETE, None)
         changed = sorted(k for k in set(old) | set(record) if old.get(k) != record.get(k))
         if changed:
             diff = "; ".join(f"{k}: was {old.get(k)!r}, now {record.get(k)!r}" for k in changed)
@@ -573,7 +580,8 @@ def generate_to_files(
     the same arguments skips the complete shards and writes the missing ones, giving the
     same rows as an uninterrupted run; other arguments raise ValueError. Every file is
     written under a `.tmp` name and renamed when complete; `<out>.schema.json` says how
-    each column was produced.
+    each column was produced. With several processes each writes its own shards (module
+    docstring) and all of them return once every shard is written.
 
     Args:
       source: a checkpoint directory or a `Generator`.
@@ -608,29 +616,29 @@ def generate_to_files(
                          ".parquet or a Zeek .log), not a directory of shards")  # fmt: skip
     if single:
         out.parent.mkdir(parents=True, exist_ok=True)
-        plan = [(out, 0, n)]
+        plan = [(out, 0, n)] if parallel.is_main_process() else []
     else:
         shard_rows = max(1, shard_rows // batch_size) * batch_size
-        out.mkdir(parents=True, exist_ok=True)
-        _open_manifest(out, _args_record(gen, n, seed=seed, condition=condition,
-                                         class_balance=class_balance, batch_size=batch_size,
-                                         strategy=strategy, shard_rows=shard_rows))  # fmt: skip
-        for stale in out.glob(".part-*.parquet.tmp"):
-            stale.unlink()
-        plan = []
-        for i, first in enumerate(range(0, n, shard_rows)):
-            rows = min(shard_rows, n - first)
-            if not _has_rows(_shard_path(out, i), rows):
-                plan.append((_shard_path(out, i), first, rows))
+        record = _args_record(gen, n, seed=seed, condition=condition,
+                              class_balance=class_balance, batch_size=batch_size,
+                              strategy=strategy, shard_rows=shard_rows)  # fmt: skip
+        if parallel.is_main_process():
+            out.mkdir(parents=True, exist_ok=True)
+            _open_manifest(out, record)
+        parallel.barrier("generate_manifest")
+        if not parallel.is_main_process():
+            _open_manifest(out, record)  # the same check: process 0's manifest exists now
+        plan = _own_shards(out, n, shard_rows)
     starts = [s for _, first, rows in plan for s in range(first, first + rows, batch_size)]
     todo = sum(rows for _, _, rows in plan)
     logging.info("generating %d of %d rows into %s (%d files)", todo, n, out, len(plan))
     frames = _frames(gen, n, seed=seed, condition=condition, class_balance=class_balance,
                      batch_size=batch_size, strategy=strategy,
                      flows_per_stream=flows_per_stream, starts=starts)  # fmt: skip
-    if tok.schema is not None:
+    if tok.schema is not None and parallel.is_main_process():
         table.write_sidecar(out, tok.schema, tok.token_kinds())
-    bar = tqdm.tqdm(total=n, initial=n - todo, unit="rows", unit_scale=True,
+    started = time.perf_counter()
+    bar = tqdm.tqdm(total=todo, unit="rows", unit_scale=True,
                     disable=not progress or not parallel.is_main_process())  # fmt: skip
     with bar:
         for path, _, rows in plan:
@@ -647,4 +655,41 @@ def generate_to_files(
                 sink.abort()
                 raise
             sink.commit()
+    # The others take about as long as this process did; a dead one ends the run sooner.
+    parallel.barrier("generate_done", timeout_s=600 + 2 * (time.perf_counter() - started))
+    if not single and parallel.is_main_process():
+        _close_manifest(out, n, shard_rows)
     return out
+
+
+def _shards(n: int, shard_rows: int) -> list[tuple[int, int]]:
+    """(first row, rows) of each shard of a directory of n rows."""
+    return [(first, min(shard_rows, n - first)) for first in range(0, n, shard_rows)]
+
+
+def _own_shards(out: Path, n: int, shard_rows: int) -> list[tuple[Path, int, int]]:
+    """(path, first row, rows) of this process's missing shards: p, p + P, ... of P processes."""
+    pid, count = jax.process_index(), jax.process_count()
+    plan = []
+    for i, (first, rows) in enumerate(_shards(n, shard_rows)):
+        path = _shard_path(out, i)
+        if i % count != pid:
+            continue
+        path.with_name(f".{path.name}.tmp").unlink(missing_ok=True)  # a killed run's leftover
+        if not _has_rows(path, rows):
+            plan.append((path, first, rows))
+    return plan
+
+
+def _close_manifest(out: Path, n: int, shard_rows: int) -> None:
+    """Adds the finished shards to the manifest (process 0, after every process wrote its own)."""
+    shards = _shards(n, shard_rows)
+    missing = [_shard_path(out, i).name for i, (_, rows) in enumerate(shards)
+               if not _has_rows(_shard_path(out, i), rows)]  # fmt: skip
+    if missing:
+        raise RuntimeError(f"{out}: shards {missing} are incomplete after every process finished")
+    path = out / MANIFEST
+    record = json.loads(path.read_text())
+    names = [_shard_path(out, i).name for i in range(len(shards))]
+    record[_COMPLETE] = {"rows": n, "shards": names}
+    _write_atomic(path, json.dumps(record, indent=2))

@@ -4,7 +4,7 @@ The loss is the paper's: cross-entropy summed over the symbols of a flow,
 averaged over flows, on flow-aligned sentences (start symbol + one symbol per
 column). One jitted, donated train step runs on a one-axis 'data' mesh: the
 state is replicated, the global batch is split over every device. Batches are a
-pure function of (seed, step) (`flowjax.data.get_batch`), so a run started
+pure function of (seed, step) (`flowjax.data.batch_indices`), so a run started
 again on the same workdir resumes from the latest checkpoint that reads and
 continues the same loss curve. Each checkpoint records a fingerprint of the table
 it was trained on; resuming on another table needs `allow_new_data`. Training can
@@ -33,7 +33,7 @@ from flax import nnx
 import flowjax
 from flowjax import checkpoint, parallel, traces
 from flowjax.configs import sized_for_data
-from flowjax.data import Prepared, data_fingerprint, encode_table, get_batch, load_table
+from flowjax.data import Prepared, batch_indices, data_fingerprint, encode_table, load_table
 from flowjax.models import ModelConfig, Windows, build_model, head_windows, heads, model_config_from
 from flowjax.privacy import budget, dpsgd
 from flowjax.tokenizer import START
@@ -314,13 +314,21 @@ def flow_loss(model: nnx.Module, rows: jax.Array, legal, dropout_key) -> jax.Arr
 
 
 def _plain_stepper(p_train, tokens: np.ndarray, batch_rows: int, seed: int, mesh, legal):
-    """The ordinary step as `(state, index) -> (state, metrics)`: the batch of (seed, index)."""
+    """The ordinary step as `(state, index) -> (state, metrics)`: the batch of (seed, index),
+    of which each process reads only the rows its devices hold."""
 
     def run_step(state: TrainState, index: int):
-        batch = get_batch(tokens, step=index, batch_size=batch_rows, seed=seed)
-        return p_train(state, parallel.shard_batch(batch, mesh), legal)
+        rows = batch_indices(len(tokens), step=index, batch_size=batch_rows, seed=seed)
+        return p_train(state, parallel.shard_gather(tokens, rows, mesh, dtype=np.int32), legal)
 
     return run_step
+
+
+def _write_privacy(workdir: str, plan: budget.Plan, *, steps_done: int) -> dict[str, Any]:
+    """The privacy record after `steps_done` steps, written to the workdir by process 0."""
+    if parallel.is_main_process():
+        return budget.write(workdir, plan, steps_done=steps_done)
+    return budget.record(plan, steps_done=steps_done)
 
 
 def _check_finite(losses: list[float], first_step: int, workdir: str) -> None:
@@ -386,6 +394,13 @@ def train_model(
     )  # fmt: skip
     try:
         return _train(config, tcfg, workdir, data, mesh, manager, allow_new_data)
+    except jax.errors.JaxRuntimeError as e:
+        if jax.process_count() == 1:
+            raise
+        raise RuntimeError(
+            f"process {jax.process_index()} of {jax.process_count()}: a collective with the "
+            f"other processes failed; one of them died or lost its connection ({e})"
+        ) from e
     finally:  # a failing run still finishes the saves it started
         manager.wait_until_finished()
         manager.close()
@@ -451,8 +466,9 @@ def _train(
                            batch_size=batch_rows, steps=tcfg.num_steps)  # fmt: skip
         budget.check_resume(workdir, plan)
         meta["privacy"] = plan.to_dict()
-        privacy = budget.write(workdir, plan, steps_done=start)
-        budget.write_fingerprint(workdir, fingerprint)
+        privacy = _write_privacy(workdir, plan, steps_done=start)
+        if parallel.is_main_process():
+            budget.write_fingerprint(workdir, fingerprint)
         micro = dpsgd.microbatch(config.dp.microbatch)
         run_step = dpsgd.make_stepper(graphdef, tx, mesh, splits.train, plan, legal=legal,
                                       seed=budget.noise_seed(config), dropout=dropout,
@@ -483,7 +499,7 @@ def _train(
             state, metrics = run_step(state, step - 1)
             pending.append(metrics)
             bar.update()
-            stop = _stop_reason(step, tcfg, time.perf_counter() - loop_start)
+            stop = _stop_reason(step, tcfg, _time_is_up(tcfg, step, loop_start))
             due_eval = step % tcfg.eval_every == 0 or stop is not None
             due_save = (
                 manager.should_save(step) or stop is not None or (tcfg.keep_best and due_eval)
@@ -519,7 +535,7 @@ def _train(
             if due_save or stop is not None:
                 checkpoint.save(manager, step, state, meta, metrics=tracked, force=True)
                 if private:
-                    privacy = budget.write(workdir, plan, steps_done=step)
+                    privacy = _write_privacy(workdir, plan, steps_done=step)
             clock = time.perf_counter()
             if stop is not None:
                 stopped = stop
@@ -553,13 +569,24 @@ _STOP_REASONS = {
 }
 
 
-def _stop_reason(step: int, tcfg: TrainConfig, elapsed_s: float) -> str | None:
+def _stop_reason(step: int, tcfg: TrainConfig, time_is_up: bool) -> str | None:
     """Why the loop ends after `step` ('num_steps' or 'time_budget'), or None to go on."""
     if step >= tcfg.num_steps:
         return "num_steps"
-    if tcfg.time_budget_s and elapsed_s >= tcfg.time_budget_s:
+    if time_is_up:
         return "time_budget"
     return None
+
+
+def _time_is_up(tcfg: TrainConfig, step: int, loop_start: float) -> bool:
+    """Whether `time_budget_s` is spent. With several processes, process 0's clock decides,
+    read at log points only (one collective each), so that every process stops at one step."""
+    if not tcfg.time_budget_s:
+        return False
+    spent = time.perf_counter() - loop_start >= tcfg.time_budget_s
+    if jax.process_count() == 1:
+        return spent
+    return step % tcfg.log_every == 0 and parallel.agree(spent)
 
 
 def _patience_ran_out(history: list[dict[str, float]], patience: int) -> bool:

@@ -103,17 +103,17 @@ def test_resume_continues_the_same_loss_curve(shared_data, tmp_path, monkeypatch
     config = _tiny("wavenet", num_steps=20, log_every=1, eval_every=20, checkpoint_every=10)
     full = train.train_and_evaluate(config, tmp_path / "full", data=data, mesh=_one_device())
 
-    real_get_batch = train.get_batch
+    real_batch_indices = train.batch_indices
 
-    def crash_at_13(tokens, *, step, batch_size, seed):
+    def crash_at_13(n, *, step, batch_size, seed):
         if step == 13:
             raise KeyboardInterrupt("simulated kill")
-        return real_get_batch(tokens, step=step, batch_size=batch_size, seed=seed)
+        return real_batch_indices(n, step=step, batch_size=batch_size, seed=seed)
 
-    monkeypatch.setattr(train, "get_batch", crash_at_13)
+    monkeypatch.setattr(train, "batch_indices", crash_at_13)
     with pytest.raises(KeyboardInterrupt):
         train.train_and_evaluate(config, tmp_path / "resumed", data=data, mesh=_one_device())
-    monkeypatch.setattr(train, "get_batch", real_get_batch)
+    monkeypatch.setattr(train, "batch_indices", real_batch_indices)
     resumed = train.train_and_evaluate(config, tmp_path / "resumed", data=data, mesh=_one_device())
 
     assert [h["step"] for h in resumed["history"]] == list(range(11, 21))  # from checkpoint 10

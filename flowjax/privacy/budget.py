@@ -30,9 +30,10 @@ from typing import Any
 
 import dp_accounting
 import ml_collections
+import numpy as np
 from dp_accounting import pld, rdp
 
-from flowjax import files
+from flowjax import files, parallel
 
 ACCOUNTANTS = ("rdp", "pld")
 # Above this noise multiplier a model learns next to nothing: the budget counts as unmet.
@@ -91,7 +92,11 @@ def enabled(config: ml_collections.ConfigDict) -> bool:
 def noise_seed(config: ml_collections.ConfigDict) -> int:
     """The secret seed of the DP noise and sampling: `config.dp.noise_seed`, or 63 fresh bits."""
     seed = int(config.dp.noise_seed)
-    return seed if seed >= 0 else secrets.randbits(63)
+    if seed >= 0:
+        return seed
+    # Every process of a multi-process run must sample and add the same noise: process 0's.
+    raw = np.frombuffer(secrets.randbits(63).to_bytes(8, "little"), np.uint8)
+    return int.from_bytes(parallel.from_process_zero(raw).tobytes(), "little")
 
 
 def default_delta(n_rows: int) -> float:
