@@ -2,6 +2,7 @@
 
 python -m experiments.bench_generate
 python -m experiments.bench_generate --families=rnn --presets=paper --batch_sizes=1024,4096
+python -m experiments.bench_generate --bf16  # bfloat16 compute (model.bf16) for every preset
 
 For each model family, preset and output head (fresh weights at the preset's size:
 speed does not depend on the weight values, and every method below uses the same
@@ -13,7 +14,10 @@ also gives its best rows/s over the full head's, measured in the same run):
   `decode_step` of the full head with batch 1 and drawing with numpy from the softmax
   (timed on --study_rows rows and extrapolated);
 - floor: XLA's FLOP count of `decode_step` per row times the sentence length, divided
-  by the FLOP rate of a large float32 matmul measured in the same run.
+  by the FLOP rate of a large matmul in the compute dtype (float32, or bfloat16 with
+  --bf16) measured in the same run.
+Everything runs on the default device (one, whatever the machine has). The output starts
+with its platform, kind and the bf16 setting, and every row and JSON record carries them.
 """
 
 import json
@@ -39,20 +43,32 @@ flags.DEFINE_integer("repeats", 3, "timed runs per batch size (median)")
 flags.DEFINE_integer("study_rows", 3, "rows generated the study's way")
 flags.DEFINE_string("json_out", "", "also write the results here as JSON")
 flags.DEFINE_bool("draws", True, "also time the per-step draw alone, on random logits")
+flags.DEFINE_bool("bf16", False, "sets model.bf16 (bfloat16 compute) for every preset timed")
 FLAGS = flags.FLAGS
 
 
-def matmul_flops_per_s() -> float:
-    """The best FLOP rate of float32 square matmuls (1024, 2048) on the default device."""
+def device_info() -> dict:
+    """The platform ('cpu', 'gpu', 'tpu'), kind and count of the devices the run uses (the
+    default device), and how many the machine has."""
+    device = jax.devices()[0]
+    return {"platform": device.platform, "device_kind": device.device_kind, "devices": 1,
+            "devices_available": jax.device_count()}  # fmt: skip
+
+
+def matmul_flops_per_s(dtype: jnp.dtype) -> float:
+    """The best FLOP rate of square matmuls in `dtype` on the default device: 1024 and 2048
+    on CPU, 4096 and 8192 on GPU/TPU; each timed over 10 queued calls (one call alone
+    would time an accelerator's dispatch), best of 5."""
+    sizes = (1024, 2048) if jax.default_backend() == "cpu" else (4096, 8192)
     best = 0.0
-    for n in (1024, 2048):
-        a = jnp.ones((n, n), jnp.float32)
+    for n in sizes:
+        a = jnp.ones((n, n), dtype)
         f = jax.jit(lambda x: x @ x)
         f(a).block_until_ready()
         for _ in range(5):
             start = time.perf_counter()
-            f(a).block_until_ready()
-            best = max(best, 2 * n**3 / (time.perf_counter() - start))
+            jax.block_until_ready([f(a) for _ in range(10)])
+            best = max(best, 10 * 2 * n**3 / (time.perf_counter() - start))
     return best
 
 
@@ -67,7 +83,7 @@ def decode_flops_per_row(graphdef, params, rest, steps: int, batch: int = 1024) 
     token = jnp.zeros((batch,), jnp.int32)
     cost = jax.jit(step).lower(params, rest, state, token).compile().cost_analysis()
     cost = cost[0] if isinstance(cost, list) else cost
-    return cost["flops"] / batch * steps
+    return cost.get("flops", float("nan")) / batch * steps  # nan where a backend has no count
 
 
 def study_rows_per_s(graphdef, params, rest, seq_len: int, vocab: int, rows: int) -> float:
@@ -139,7 +155,7 @@ def draw_ms(batch: int = 4096, width: int = 49, steps: int = 67) -> dict[str, fl
     return out
 
 
-def _model(config, tok, windows):
+def _model(config, tok, windows):  # config.model.bf16 is set by main
     """The preset's model with fresh weights (seed 0), full head or column head over `windows`."""
     return models.build_model(models.model_config_from(config.model), vocab_size=tok.vocab_size,
                               seq_len=tok.seq_len, rngs=nnx.Rngs(0), windows=windows)  # fmt: skip
@@ -147,14 +163,21 @@ def _model(config, tok, windows):
 
 def main(argv):
     del argv
-    rate = matmul_flops_per_s()
-    print(f"jax {jax.__version__}, {jax.devices()}, matmul {rate / 1e9:.0f} GFLOP/s")
+    info = device_info()
+    device = f"{info['platform']} {info['device_kind']} x{info['devices']}"
+    dtype = jnp.bfloat16 if FLAGS.bf16 else jnp.float32
+    print(f"device: platform {info['platform']}, kind {info['device_kind']}, count "
+          f"{info['devices']} (of {info['devices_available']}); bf16 {FLAGS.bf16}")  # fmt: skip
+    rate = matmul_flops_per_s(dtype)
+    print(f"jax {jax.__version__}, {jax.devices()}, {jnp.dtype(dtype).name} matmul "
+          f"{rate / 1e9:.0f} GFLOP/s")  # fmt: skip
     batch_sizes = [int(b) for b in FLAGS.batch_sizes]
     tokenizers = {}
     results = []
     for family in FLAGS.families:
         for preset in FLAGS.presets:
             config = configs.get_config(family, preset)
+            config.model.bf16 = FLAGS.bf16
             mode = config.tokenizer.mode
             if mode not in tokenizers:
                 tokenizers[mode] = data.prepare_data(config, FLAGS.data).tokenizer
@@ -170,6 +193,7 @@ def main(argv):
                 g, p, r = nnx.split(model, nnx.Param, ...)
                 flops = decode_flops_per_row(g, p, r, tok.seq_len - 1)
                 row = {
+                    **info, "bf16": FLAGS.bf16,
                     "family": family, "preset": preset, "head": head, "vocab": tok.vocab_size,
                     "seq_len": tok.seq_len, "window": int(tables.legal.shape[1]),
                     "params": models.count_params(model), "mflop_per_row": flops / 1e6,
@@ -185,12 +209,13 @@ def main(argv):
                 print(json.dumps(row), flush=True)
     sizes = " | ".join(f"B={b}" for b in batch_sizes)
     cols = f"MFLOP/row | study | floor | {sizes} | x study | floor/ours | column/full"
-    print(f"\n| model | preset | head | V | len | {cols} |")
-    print("|" + "---|" * (11 + len(batch_sizes)))
+    print(f"\n| device | bf16 | model | preset | head | V | len | {cols} |")
+    print("|" + "---|" * (13 + len(batch_sizes)))
     for r in results:
         ours = " | ".join(f"{r['ours'][b]:,.0f}" for b in batch_sizes)
         x_full = f"{r['x_full']:.2f}" if r["x_full"] and r["head"] == "column" else "–"
-        print(f"| {r['family']} | {r['preset']} | {r['head']} | {r['vocab']} | {r['seq_len']} | "
+        print(f"| {device} | {r['bf16']} | {r['family']} | {r['preset']} | {r['head']} | "
+              f"{r['vocab']} | {r['seq_len']} | "
               f"{r['mflop_per_row']:.1f} | {r['study']:,.0f} | {r['floor']:,.0f} | {ours} | "
               f"{r['x_study']:,.0f} | {r['floor_over_ours']:.2f} | {x_full} |")  # fmt: skip
     if FLAGS.draws:

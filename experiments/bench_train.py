@@ -2,17 +2,20 @@
 
 Usage:
   python -m experiments.bench_train [--batch_size=128] [--seconds=10] [--families=rnn,wavenet]
+  python -m experiments.bench_train --bf16  # bfloat16 compute (model.bf16) for every preset
 
 Each preset trains on sentences of the CIC-IDS2017 DDoS file (the tokenizer of the
 preset fitted on it), through the library's jitted train step with the legal-token
-mask on every local device; per-column presets are timed with the full-vocabulary
+mask on every device (one 'data' mesh); per-column presets are timed with the full-vocabulary
 head and with the per-column head (`--heads`), and the column row gives its tokens/s
 over the full head's, measured in the same run. Throughput counts predicted symbols
 (batch x columns) per second, compilation excluded. Model FLOPs per symbol are 6 x
 (weights of the matmul layers, the head counted over the logits it computes) plus
 12 x layers x width x context for attention (the PaLM/nanoGPT convention); the
-reference FLOP rate is a large float32 matmul timed in the same run, so MFU is
-model FLOP/s over matmul FLOP/s on the same machine at the same moment.
+reference FLOP rate is a large matmul in the compute dtype (float32, or bfloat16 with
+--bf16) timed on one device in the same run, so MFU is model FLOP/s over matmul FLOP/s
+times the device count, on the same machine at the same moment. The output starts with
+the platform, device kind and count and the bf16 setting, and every row repeats them.
 """
 
 from __future__ import annotations
@@ -36,20 +39,36 @@ flags.DEFINE_float("seconds", 10.0, "Timed seconds per preset (after compilation
 flags.DEFINE_list("families", list(configs.FAMILIES), "Model families to time.")
 flags.DEFINE_list("presets", ["paper", "default"], "Presets to time.")
 flags.DEFINE_list("heads", ["full", "column"], "Output heads (column: per-column presets only).")
-flags.DEFINE_integer("matmul_size", 2048, "Side of the square float32 matmul used as reference.")
+flags.DEFINE_integer(
+    "matmul_size", 0, "Side of the square reference matmul (0: 2048 on CPU, 8192 on GPU/TPU)."
+)
 flags.DEFINE_string("data", str(_DDOS), "Flow table the tokenizer is fitted on.")
+flags.DEFINE_bool("bf16", False, "Sets model.bf16 (bfloat16 compute) for every preset timed.")
 
 
-def matmul_flops_per_second(n: int, *, seconds: float = 3.0) -> float:
-    """FLOP/s of a jitted n x n x n float32 matmul on the first device."""
-    a = jax.random.normal(jax.random.key(0), (n, n), jnp.float32)
-    b = jax.random.normal(jax.random.key(1), (n, n), jnp.float32)
+def device_info(devices: list[jax.Device]) -> dict:
+    """The platform ('cpu', 'gpu', 'tpu'), device kind and count of the devices timed."""
+    return {"platform": devices[0].platform, "device_kind": devices[0].device_kind,
+            "devices": len(devices)}  # fmt: skip
+
+
+def matmul_flops_per_second(n: int, dtype: jnp.dtype, *, seconds: float = 3.0) -> float:
+    """FLOP/s of a jitted n x n x n matmul in `dtype` on the first device.
+
+    Calls are queued without waiting for each (a sync per call would time the dispatch
+    on an accelerator, where one matmul takes microseconds) and drained every 10.
+    """
+    a = jax.random.normal(jax.random.key(0), (n, n), jnp.float32).astype(dtype)
+    b = jax.random.normal(jax.random.key(1), (n, n), jnp.float32).astype(dtype)
     f = jax.jit(jnp.matmul)
     f(a, b).block_until_ready()
     reps, start = 0, time.perf_counter()
     while time.perf_counter() - start < seconds:
-        f(a, b).block_until_ready()
+        out = f(a, b)
         reps += 1
+        if reps % 10 == 0:
+            out.block_until_ready()
+    out.block_until_ready()
     return 2 * n**3 * reps / (time.perf_counter() - start)
 
 
@@ -65,6 +84,7 @@ def model_flops_per_symbol(graphdef, state, *, seq_len: int, attention_layers: i
 def bench_preset(family: str, preset: str, head: str, prepared, mesh) -> dict:
     """Times the train step of one preset with one output head; returns its figures."""
     config = configs.get_config(family, preset)
+    config.model.bf16 = FLAGS.bf16
     tok = prepared.tokenizer
     vocab, seq_len = tok.vocab_size, tok.seq_len
     model_cfg = model_config_from(config.model)
@@ -109,14 +129,22 @@ def bench_preset(family: str, preset: str, head: str, prepared, mesh) -> dict:
 def main(argv: list[str]) -> None:
     del argv
     mesh = parallel.make_mesh()
+    info = device_info(list(mesh.devices.flat))
+    device = f"{info['platform']} {info['device_kind']} x{info['devices']}"
+    dtype = jnp.bfloat16 if FLAGS.bf16 else jnp.float32
+    print(f"device: platform {info['platform']}, kind {info['device_kind']}, "
+          f"count {info['devices']}; bf16 {FLAGS.bf16}")  # fmt: skip
     print(f"jax {jax.__version__}; devices: {jax.devices()}; batch {FLAGS.batch_size}")
-    peak = matmul_flops_per_second(FLAGS.matmul_size)
-    print(f"reference: {FLAGS.matmul_size}^3 float32 matmul at {peak / 1e9:.1f} GFLOP/s\n")
+    size = FLAGS.matmul_size or (2048 if info["platform"] == "cpu" else 8192)
+    peak = matmul_flops_per_second(size, dtype)
+    print(f"reference: {size}^3 {jnp.dtype(dtype).name} matmul at {peak / 1e9:.1f} GFLOP/s "
+          f"per device; MFU is over {info['devices']} x that\n")  # fmt: skip
+    peak *= info["devices"]
     print(
-        "| model | preset | head | params | vocab | steps/s | tokens/s | model GFLOP/s | MFU "
-        "| compile s | column/full |"
+        "| device | bf16 | model | preset | head | params | vocab | steps/s | tokens/s "
+        "| model GFLOP/s | MFU | compile s | column/full |"
     )
-    print("|---|---|---|---:|---:|---:|---:|---:|---:|---:|---:|")
+    print("|---|---|---|---|---|---:|---:|---:|---:|---:|---:|---:|---:|")
     prepared = {}
     for family in FLAGS.families:
         for preset in FLAGS.presets:
@@ -132,7 +160,8 @@ def main(argv: list[str]) -> None:
                 full = r["tokens_per_s"] if head == "full" else full
                 ratio = f"{r['tokens_per_s'] / full:.2f}" if head == "column" and full else "–"
                 print(
-                    f"| {family} | {preset} | {head} | {r['params']:,} | {r['vocab']} | "
+                    f"| {device} | {FLAGS.bf16} | {family} | {preset} | {head} | "
+                    f"{r['params']:,} | {r['vocab']} | "
                     f"{r['steps_per_s']:.2f} | {r['tokens_per_s']:,.0f} | "
                     f"{r['gflops_per_s']:.1f} | {r['gflops_per_s'] * 1e9 / peak:.0%} | "
                     f"{r['compile_s']:.1f} | {ratio} |",
