@@ -13,7 +13,7 @@ import gzip
 import json
 import os
 import zlib
-from collections.abc import Mapping
+from collections.abc import Collection, Mapping
 from pathlib import Path
 
 import numpy as np
@@ -135,7 +135,12 @@ def _is_parquet(path: Path) -> bool:
 
 def _read_parquet(path: Path) -> pd.DataFrame:
     """Reads a Parquet file; raises ValueError for repeated names and nested columns."""
-    fields = pq.read_schema(path)
+    check_parquet_fields(path, pq.read_schema(path))
+    return pd.read_parquet(path)
+
+
+def check_parquet_fields(path: Path, fields: pa.Schema) -> None:
+    """Raises ValueError naming the file for repeated column names and nested columns."""
     dupes = sorted({n for n in fields.names if fields.names.count(n) > 1})
     if dupes:
         raise ValueError(f"{path}: column names repeat: {dupes}; give each column its own name")
@@ -143,16 +148,20 @@ def _read_parquet(path: Path) -> pd.DataFrame:
     if nested:
         raise ValueError(f"{path}: columns {nested} are nested (list, struct or map): "
                          "flowjax needs flat columns; flatten or drop them")  # fmt: skip
-    return pd.read_parquet(path)
+
+
+def check_file(path: Path) -> None:
+    """Raises ValueError naming the file when it is missing or empty."""
+    if not path.exists():
+        raise ValueError(f"{path}: no such file")
+    if path.stat().st_size == 0:
+        raise ValueError(f"{path}: the file is empty")
 
 
 def _read_table(path: Path) -> pd.DataFrame:
     """Reads CSV, CSV.gz, Parquet or a Zeek log; wraps low-level failures in a ValueError
     naming the file."""
-    if not path.exists():
-        raise ValueError(f"{path}: no such file")
-    if path.stat().st_size == 0:
-        raise ValueError(f"{path}: the file is empty")
+    check_file(path)
     try:
         if _is_parquet(path):
             frame = _read_parquet(path)
@@ -260,16 +269,18 @@ def _is_numeric_text(col: str, values: pd.Series) -> bool:
 
 
 def _parse_columns(
-    frame: pd.DataFrame, policy: BadValuePolicy, report: ValidationReport, path: Path
-) -> pd.DataFrame:
-    """Turns numeric-looking text columns into numbers and applies the invalid-cell policy."""
+    frame: pd.DataFrame, policy: BadValuePolicy, report: ValidationReport, path: Path,
+    numeric_text: Collection[str] | None = None,
+) -> pd.DataFrame:  # fmt: skip
+    """Parses numeric-looking text columns (or `numeric_text`); applies the invalid policy."""
     frame = frame.copy()
     drop = np.zeros(len(frame), dtype=bool)
     for col in frame.columns:
         numeric = pd.api.types.is_numeric_dtype(frame[col]) or pd.api.types.is_bool_dtype(
             frame[col]
         )
-        if numeric or not _is_numeric_text(col, frame[col]):
+        wanted = _is_numeric_text(col, frame[col]) if numeric_text is None else col in numeric_text
+        if numeric or not wanted:
             continue
         numbers, bad = _parse_numeric(col, frame[col], path)
         if bad.any():
@@ -377,14 +388,45 @@ def load_flows(
     report = ValidationReport(path=str(path))
     frame = _read_table(path)
     report.rows_read = len(frame)
+    frame = normalise_table(frame, path=path, policy=policy, report=report)
+    frame, inferred = describe_table(frame, path=path, report=report, label=label, schema=schema,
+                                     derive=derive, identities=identities,
+                                     pseudonymise_key=pseudonymise_key)  # fmt: skip
+    report.rows_kept = len(frame)
+    report.duplicate_rows = int(frame.duplicated().sum())
+    report.excluded_columns = _how_written(inferred)
+    report.dependencies = inferred.relations.lines()
+    report.renamed_columns = _differing_copies(frame, _header_names(path))
+    report.negative_values = _count_negative(frame)
+    return Flows(frame=frame, schema=inferred, report=report)
+
+
+def normalise_table(
+    frame: pd.DataFrame, *, path: Path, policy: BadValuePolicy, report: ValidationReport,
+    numeric_text: Collection[str] | None = None,
+) -> pd.DataFrame:  # fmt: skip
+    """Names, dialect, repeated headers, numeric text, NaN/Infinity: a table's or a batch's checks.
+
+    A streamed batch passes `numeric_text` (decided on a sample) so every batch is typed
+    alike, and the index of its rows in the file, so errors name the right line.
+    """
     frame = _normalise_names(frame, report)
     report.dialect = dialects.detect_dialect(frame.columns)
     frame = _remove_header_rows(frame, report)
-    frame = _parse_columns(frame, policy, report, path)
-    label_col = _find_label(frame, label, path)  # label values keep their exact text
-    frame = _apply_nonfinite(frame, policy, report)
+    frame = _parse_columns(frame, policy, report, path, numeric_text)
+    return _apply_nonfinite(frame, policy, report)
+
+
+def describe_table(
+    frame: pd.DataFrame, *, path: Path, report: ValidationReport, label: str | None = None,
+    schema: str | os.PathLike | Mapping | None = None, derive: bool = True,
+    identities: bool = True, pseudonymise_key: bytes | None = None,
+) -> tuple[pd.DataFrame, Schema]:  # fmt: skip
+    """A normalised table's schema (options: `load_flows`) and the table, reindexed and
+    pseudonymised when a key is given."""
     if len(frame) == 0:
         raise ValueError(f"{path}: no rows left after validation ({report.dropped})")
+    label_col = _find_label(frame, label, path)  # label values keep their exact text
     numeric = [
         c for c in frame.columns if c != label_col and pd.api.types.is_numeric_dtype(frame[c])
     ]
@@ -407,13 +449,7 @@ def load_flows(
         inferred = with_identities(frame, inferred)
     if derive:
         inferred = with_relations(frame, inferred)
-    report.rows_kept = len(frame)
-    report.duplicate_rows = int(frame.duplicated().sum())
-    report.excluded_columns = _how_written(inferred)
-    report.dependencies = inferred.relations.lines()
-    report.renamed_columns = _differing_copies(frame, _header_names(path))
-    report.negative_values = _count_negative(frame)
-    return Flows(frame=frame, schema=inferred, report=report)
+    return frame, inferred
 
 
 def with_relations(frame: pd.DataFrame, schema: Schema) -> Schema:
@@ -422,6 +458,11 @@ def with_relations(frame: pd.DataFrame, schema: Schema) -> Schema:
     found = relations.discover(
         frame, numeric=list(schema.numeric), categorical=categorical, label=schema.label
     )
+    return apply_relations(schema, found)
+
+
+def apply_relations(schema: Schema, found: relations.Relations) -> Schema:
+    """The schema (without relations) with `found`; their dependent columns leave the sentence."""
     sentence = tuple(c for c in schema.sentence_columns if c not in found.targets)
     return dataclasses.replace(schema, sentence_columns=sentence, relations=found)
 

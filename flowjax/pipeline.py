@@ -20,7 +20,7 @@ import pandas as pd
 from absl import logging
 from flax import nnx
 
-from flowjax import configs, generate, parallel, table, traces, train
+from flowjax import configs, generate, largedata, parallel, table, traces, train
 from flowjax import data as fjdata
 from flowjax import eval as fjeval
 from flowjax.eval.privacy import addresses_of
@@ -77,6 +77,9 @@ def scored_columns(tok: FlowTokenizer) -> tuple[list[str], tuple[str, ...], str 
 def real_tables(prepared: fjdata.Prepared) -> RealTables:
     """The real training and held-out (test split) rows, in the columns evaluation compares."""
     columns, categorical, label = scored_columns(prepared.tokenizer)
+    if isinstance(prepared, largedata.LargePrepared):  # the bounded sample's rows of each split
+        train, holdout = (largedata.sample_part(prepared, p)[columns] for p in ("train", "test"))
+        return RealTables(train=train, holdout=holdout, label=label, categorical=categorical)
     frame = prepared.frame[columns]
     splits = prepared.splits
     return RealTables(

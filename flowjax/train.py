@@ -19,6 +19,7 @@ import math
 import os
 import sys
 import time
+from pathlib import Path
 from typing import Any
 
 import jax
@@ -31,7 +32,7 @@ from absl import logging
 from flax import nnx
 
 import flowjax
-from flowjax import checkpoint, parallel, traces
+from flowjax import checkpoint, largedata, parallel, traces
 from flowjax.configs import sized_for_data
 from flowjax.data import Prepared, batch_indices, data_fingerprint, encode_table, load_table
 from flowjax.models import ModelConfig, Windows, build_model, head_windows, heads, model_config_from
@@ -279,7 +280,7 @@ def make_row_loss_fn(graphdef: nnx.GraphDef, mesh: jax.sharding.Mesh, *, batch_s
     def row_losses(params, rest, tokens: np.ndarray, legal: jax.Array | None) -> np.ndarray:
         out = []
         for start in range(0, len(tokens), batch_size):
-            chunk = tokens[start : start + batch_size]
+            chunk = np.asarray(tokens[start : start + batch_size], dtype=np.int32)
             padded = np.concatenate([chunk, np.repeat(chunk[:1], batch_size - len(chunk), 0)])
             nats = p_losses(params, rest, parallel.shard_batch(padded, mesh), legal)
             out.append(np.asarray(jax.device_get(nats))[: len(chunk)])
@@ -322,6 +323,17 @@ def _plain_stepper(p_train, tokens: np.ndarray, batch_rows: int, seed: int, mesh
         return p_train(state, parallel.shard_gather(tokens, rows, mesh, dtype=np.int32), legal)
 
     return run_step
+
+
+def _token_files(config: ml_collections.ConfigDict, data, token_dir: Path, tokenizer_json):
+    """The run's data from memory-mapped token files (`flowjax.largedata`, for tables larger
+    than memory): process 0 writes them, or finds them complete; the others then reopen them."""
+    if not parallel.is_main_process():
+        parallel.barrier("token_files", timeout_s=_TOKENIZE_WAIT_S)
+    prep = largedata.prepare(config, data, token_dir=token_dir, tokenizer_json=tokenizer_json)
+    if parallel.is_main_process():
+        parallel.barrier("token_files", timeout_s=_TOKENIZE_WAIT_S)
+    return prep
 
 
 def _write_privacy(workdir: str, plan: budget.Plan, *, steps_done: int) -> dict[str, Any]:
@@ -412,16 +424,25 @@ def _train(
     """The body of `train_model`: set-up, optional resume, the loop, final metrics."""
     repl = parallel.replicated(mesh)
     latest, saved_meta = checkpoint.resume_point(manager, repl)
-    frame, schema = load_table(config, data)
-    fingerprint = data_fingerprint(frame, data)
     private = budget.enabled(config)
-    if saved_meta:
-        where = f"the checkpoint {checkpoint.checkpoint_dir(workdir) / str(latest)}"
-        saved_data = budget.read_fingerprint(workdir) if private else saved_meta.get("data")
-        check_same_data(saved_data, fingerprint, where=where, allow_new_data=allow_new_data)
-    prep = encode_table(config, frame, schema, source=data,
-                        tokenizer_json=saved_meta and saved_meta["tokenizer"],
-                        schema_json=saved_meta and saved_meta["schema"])  # fmt: skip
+
+    def check_data(fingerprint: dict[str, Any]) -> None:  # a resumed run: the same table
+        if saved_meta:
+            where = f"the checkpoint {checkpoint.checkpoint_dir(workdir) / str(latest)}"
+            saved_data = budget.read_fingerprint(workdir) if private else saved_meta.get("data")
+            check_same_data(saved_data, fingerprint, where=where, allow_new_data=allow_new_data)
+
+    tokenizer_json = saved_meta and saved_meta["tokenizer"]
+    if largedata.enabled(config, data):
+        prep = _token_files(config, data, Path(workdir) / "tokens", tokenizer_json)
+        fingerprint = prep.fingerprint
+        check_data(fingerprint)
+    else:
+        frame, schema = load_table(config, data)
+        fingerprint = data_fingerprint(frame, data)
+        check_data(fingerprint)
+        prep = encode_table(config, frame, schema, source=data, tokenizer_json=tokenizer_json,
+                            schema_json=saved_meta and saved_meta["schema"])  # fmt: skip
     tok, splits = prep.tokenizer, prep.splits
     config = sized_for_data(config, len(splits.train_idx))  # stored in the checkpoint as resolved
     model_cfg = model_config_from(config.model)
@@ -562,6 +583,8 @@ def _train(
         metrics["privacy"] = privacy  # written at the last save: every run ends on one
     return metrics, prep
 
+
+_TOKENIZE_WAIT_S = 6 * 3600  # the other processes wait this long for process 0's token files
 
 _STOP_REASONS = {
     "early_stopping": "the validation loss stopped improving (early_stopping_patience)",

@@ -19,7 +19,11 @@ families fill `model` and override the rest per preset):
   `flowjax.identities`), `pseudonymise_key_file` (a file holding a passphrase: every
   address is replaced by its keyed prefix-preserving Crypto-PAn pseudonym before
   training; the key stays with the user, only the path is in the config), `split`
-  fractions and `split_seed`, and `trace`: `enabled`
+  fractions and `split_seed`, `out_of_core` ('auto': on for files larger than
+  `out_of_core_bytes`; 'on'; 'off'; `flowjax.largedata`: the table is read in record
+  batches, the tokenizer fitted on a sample of `out_of_core_sample` rows with the whole
+  table's vocabulary, rows split by a hash of their index, sentences kept in memory-mapped
+  token files), and `trace`: `enabled`
   (trace mode, `flowjax.traces`: flows sorted by time, optionally grouped into sessions
   by the `group_by` column, modelled as a stream in windows of `window_flows` flows;
   timestamps become gaps; the Transformer attends to the previous `context_flows` flows
@@ -117,6 +121,9 @@ def base_config() -> ml_collections.ConfigDict:
             "pseudonymise_key_file": "",
             "split": (0.8, 0.1, 0.1),
             "split_seed": 0,
+            "out_of_core": "auto",
+            "out_of_core_bytes": 1_000_000_000,
+            "out_of_core_sample": 200_000,
             "trace": ml_collections.ConfigDict(
                 {"enabled": False, "window_flows": 16, "context_flows": 8, "group_by": ""}
             ),
