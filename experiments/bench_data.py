@@ -5,7 +5,8 @@ python -m experiments.bench_data --rows=5000000
 Builds (once; kept at --parquet) a Parquet file of --rows rows resampled from a real
 CIC-IDS2017 file, with multiplicative log-normal noise on its measured columns, written
 row group by row group so building it is bounded in memory too. Then times, each phase in
-its own subprocess whose peak RSS comes from os.wait4: `tokenize` (largedata.prepare into
+its own subprocess whose peak RSS comes from os.wait4 (split into anonymous memory and the
+file-backed pages of the memory maps, sampled every 20 ms): `tokenize` (largedata.prepare into
 a fresh token directory: rows/s) and `train` (train.train_model, --steps steps of the tiny
 RNN at --batch_size, reopening those token files). Target: peak RSS under 1.5 GB at 5M rows,
 flat in the row count.
@@ -18,6 +19,7 @@ import os
 import shutil
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 
@@ -120,6 +122,21 @@ def train(workdir: Path) -> dict:
             "val_loss": round(metrics["val_loss"], 3)}  # fmt: skip
 
 
+def _watch_memory(peaks: dict) -> None:
+    """Keeps the peak anonymous memory and the peak file-backed pages (the memory maps, which
+    the kernel may drop at will) of this process in `peaks`, MB, every 20 ms."""
+
+    def watch():
+        while True:
+            with open("/proc/self/status") as f:
+                status = dict(line.split(":", 1) for line in f if line.startswith("Rss"))
+            for key, name in (("RssAnon", "peak_anon_mb"), ("RssFile", "peak_file_mb")):
+                peaks[name] = max(peaks.get(name, 0), int(status[key].split()[0]) // 1024)
+            time.sleep(0.02)
+
+    threading.Thread(target=watch, daemon=True).start()
+
+
 def _run_phase(phase: str) -> dict:
     """Runs one phase in a subprocess; its result plus that process's peak RSS (MB)."""
     args = [a for a in sys.argv[1:] if not a.startswith("--phase")]
@@ -141,7 +158,10 @@ def main(argv):
         phases = {"build": lambda: build(parquet),
                   "tokenize": lambda: tokenize(parquet, workdir / "tokens"),
                   "train": lambda: train(workdir)}  # fmt: skip
-        print(json.dumps(phases[FLAGS.phase]()))
+        peaks = {}
+        if Path("/proc/self/status").exists():
+            _watch_memory(peaks)
+        print(json.dumps({**phases[FLAGS.phase](), **peaks}))
         return
     if not parquet.exists():
         print(json.dumps(_run_phase("build")))

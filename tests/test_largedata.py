@@ -83,7 +83,7 @@ def test_get_batch_on_the_memmap_equals_in_memory(lab):
 def test_fingerprint_and_sample_match_the_in_memory_table(lab):
     _, _, prepared, frame, parts, _ = lab
     assert prepared.fingerprint == data.data_fingerprint(frame, "lab")
-    pd.testing.assert_frame_equal(prepared.frame, frame)
+    pd.testing.assert_frame_equal(prepared.sample(), frame)
     np.testing.assert_array_equal(prepared.sample_rows, np.arange(len(frame)))
     holdout = largedata.sample_part(prepared, "test")
     pd.testing.assert_frame_equal(holdout, frame[parts == rows.TEST].reset_index(drop=True))

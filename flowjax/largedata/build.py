@@ -41,13 +41,18 @@ class LargePrepared(fjdata.Prepared):
 
     `splits.train`/`val`/`test` are read-only memmaps uint16 (or int32) [n, 1 + F];
     `splits.*_idx` are the sentences' global row indices (data rows of the file, from 0);
-    `frame` is the bounded sample of real rows, its row i the table's row `sample_rows[i]`.
+    `frame` is None: the bounded sample of real rows stays on disk until `sample()` reads
+    it (training needs none of it), its row i the table's row `sample_rows[i]`.
     """
 
     fingerprint: dict = dataclasses.field(default_factory=dict)  # as data.data_fingerprint
     token_dir: str = ""
     sample_rows: np.ndarray | None = None
-    sample_split: np.ndarray | None = None  # int8 [len(frame)]: 0 train, 1 val, 2 test
+    sample_split: np.ndarray | None = None  # int8 [len(sample)]: 0 train, 1 val, 2 test
+
+    def sample(self) -> pd.DataFrame:
+        """The bounded sample of real rows (read from the token directory)."""
+        return pd.read_parquet(Path(self.token_dir) / tokenfile.SAMPLE)
 
 
 def enabled(config: ml_collections.ConfigDict, data: str | os.PathLike) -> bool:
@@ -152,13 +157,12 @@ def _open(token_dir: Path, meta: dict[str, Any]) -> LargePrepared:
         arrays[f"{name}_idx"] = tokenfile.open_array(token_dir / split["index"])
     tok = FlowTokenizer.from_json(_read(token_dir, meta["tokenizer"]))
     schema = Schema.from_json(_read(token_dir, meta["schema"]))
-    frame = pd.read_parquet(token_dir / meta["sample"])
     sample_rows = np.load(token_dir / meta["sample_rows"])
     settings = meta["settings"]
     parts = rows.split_of(sample_rows, fractions=tuple(settings["split"]),
                           seed=settings["split_seed"])  # fmt: skip
     return LargePrepared(tokenizer=tok, schema=schema, splits=fjdata.Splits(**arrays),
-                         frame=frame, fingerprint=meta["fingerprint"], token_dir=str(token_dir),
+                         frame=None, fingerprint=meta["fingerprint"], token_dir=str(token_dir),
                          sample_rows=sample_rows, sample_split=parts)  # fmt: skip
 
 
@@ -166,7 +170,7 @@ def sample_part(prepared: LargePrepared, part: str) -> pd.DataFrame:
     """The rows of the bounded sample in split `part` ('train', 'val' or 'test'): the real
     rows evaluation compares with (the in-memory path uses `frame.iloc[splits.<part>_idx]`)."""
     keep = prepared.sample_split == tokenfile.SPLITS.index(part)
-    return prepared.frame[keep].reset_index(drop=True)
+    return prepared.sample()[keep].reset_index(drop=True)
 
 
 def _settings(config: ml_collections.ConfigDict, opts: fit.Options) -> dict[str, Any]:

@@ -22,6 +22,7 @@ import numpy as np
 import pandas as pd
 
 META = "tokens.json"
+SAMPLE = "sample.parquet"  # the bounded sample of real rows (evaluation compares with it)
 FORMAT = 1
 SPLITS = ("train", "val", "test")
 
@@ -92,15 +93,15 @@ class Writer:
                 os.replace(self._tmp(final), self.dir / final)
         for name, text in texts.items():
             _write_text(self.dir / name, text)
-        sample.to_parquet(self._tmp("sample.parquet"), index=False)
-        os.replace(self._tmp("sample.parquet"), self.dir / "sample.parquet")
+        sample.to_parquet(self._tmp(SAMPLE), index=False)
+        os.replace(self._tmp(SAMPLE), self.dir / SAMPLE)
         with open(self._tmp("sample.rows.npy"), "wb") as f:
             np.save(f, np.asarray(sample_rows, np.int64))
         os.replace(self._tmp("sample.rows.npy"), self.dir / "sample.rows.npy")
         splits = {name: {"rows": n, "tokens": f"{name}.tokens.npy", "index": f"{name}.rows.npy"}
                   for name, n in self.counts.items()}  # fmt: skip
         meta = {"format": FORMAT, **meta, "dtype": self.dtype.name, "seq_len": self.seq_len,
-                "splits": splits, "sample": "sample.parquet",
+                "splits": splits, "sample": SAMPLE,
                 "sample_rows": "sample.rows.npy"}  # fmt: skip
         _write_text(self.dir / META, json.dumps(meta, indent=1))
 
