@@ -15,6 +15,7 @@ import math
 import os
 import time
 
+import jax
 import ml_collections
 import pandas as pd
 from absl import logging
@@ -120,7 +121,8 @@ def fit(
         model = BASELINES[name](vocab_size=tok.vocab_size, seq_len=tok.seq_len)
         ngram.fit_counts(model, prepared.splits.train)
         graphdef, params, rest = nnx.split(model, nnx.Param, ...)
-        gen = generate.Generator(graphdef, params, rest, tokenizer=tok, mesh=mesh)
+        local = parallel.make_mesh(jax.local_devices())  # each process samples on its own
+        gen = generate.Generator(graphdef, params, rest, tokenizer=tok, mesh=local)
         val = prepared.splits.val
         nats = float(train.sequence_loss(model(val[:, :-1]), val[:, 1:]).mean())
         return (
