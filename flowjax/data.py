@@ -303,10 +303,27 @@ def prepare_data(
     return encode_table(config, frame, schema, source=data, tokenizer_json=tokenizer_json)
 
 
+class Fingerprinter:
+    """`data_fingerprint` of a table given batch by batch, in row order (the out-of-core path)."""
+
+    def __init__(self, columns) -> None:
+        self.columns = [str(c) for c in columns]
+        self.rows = 0
+        self._digest = hashlib.sha256(json.dumps(self.columns).encode())
+
+    def update(self, frame: pd.DataFrame) -> None:
+        """Adds the next rows of the table."""
+        self._digest.update(pd.util.hash_pandas_object(frame, index=False).to_numpy().tobytes())
+        self.rows += len(frame)
+
+    def result(self, source: str | os.PathLike) -> dict[str, Any]:
+        """The fingerprint of the rows added so far."""
+        return {"rows": self.rows, "columns": self.columns, "sha256": self._digest.hexdigest(),
+                "source": str(source)}  # fmt: skip
+
+
 def data_fingerprint(frame: pd.DataFrame, source: str | os.PathLike) -> dict[str, Any]:
     """What a run trained on: row count, columns, a SHA-256 of the table's contents, the source."""
-    columns = [str(c) for c in frame.columns]
-    digest = hashlib.sha256(json.dumps(columns).encode())
-    digest.update(pd.util.hash_pandas_object(frame, index=False).to_numpy().tobytes())
-    return {"rows": len(frame), "columns": columns, "sha256": digest.hexdigest(),
-            "source": str(source)}  # fmt: skip
+    fingerprinter = Fingerprinter(frame.columns)
+    fingerprinter.update(frame)
+    return fingerprinter.result(source)

@@ -408,7 +408,7 @@ def normalise_table(
     """Names, dialect, repeated headers, numeric text, NaN/Infinity: a table's or a batch's checks.
 
     A streamed batch passes `numeric_text` (decided on a sample) so every batch is typed
-    alike, and the index of its rows in the file, so errors name the right line.
+    alike; its index holds its rows' places in the file, so errors name the right line.
     """
     frame = _normalise_names(frame, report)
     report.dialect = dialects.detect_dialect(frame.columns)

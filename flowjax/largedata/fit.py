@@ -13,8 +13,6 @@ the streamed vocabulary.
 from __future__ import annotations
 
 import dataclasses
-import hashlib
-import json
 import os
 import time
 from collections.abc import Iterator
@@ -156,7 +154,7 @@ def survey(
     trackers = vocab.trackers_for(sample.base, sample.frame, n_bins=tokenizer.n_bins,
                                   exact_integers=tokenizer.exact_integers)  # fmt: skip
     columns = [str(c) for c in sample.frame.columns]
-    digest = hashlib.sha256(json.dumps(columns).encode())
+    fingerprinter = fjdata.Fingerprinter(columns)
     split_rows = np.zeros(3, dtype=np.int64)
     report = io.ValidationReport(path=str(source.path))
     for frame in batches(source, sample, opts, report, desc="survey"):
@@ -165,15 +163,14 @@ def survey(
                              f"sample {columns}")  # fmt: skip
         tally.update(frame, source.path)
         vocab.update_all(trackers, frame, source.path)
-        digest.update(pd.util.hash_pandas_object(frame, index=False).to_numpy().tobytes())
+        fingerprinter.update(frame)
         parts = rows.split_of(frame.index.to_numpy(), fractions=opts.split, seed=opts.seed)
         split_rows += np.bincount(parts, minlength=3)
     if report.rows_kept == 0:
         raise ValueError(f"{source.path}: no rows left after validation ({report.dropped})")
     schema = tally.final_schema(sample.frame, derive=opts.derive)
     dtypes = {c: sample.frame[c].dtype for c in columns}
-    fingerprint = {"rows": int(split_rows.sum()), "columns": columns,
-                   "sha256": digest.hexdigest(), "source": str(data)}  # fmt: skip
+    fingerprint = fingerprinter.result(data)
     seconds = time.perf_counter() - start
     logging.info("%s: surveyed %d rows in %.1f s (%.0f rows/s); relations kept %d of %d",
                  source.path, source.rows, seconds, source.rows / max(seconds, 1e-9),
